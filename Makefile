@@ -1,0 +1,40 @@
+# Two entry points on a fresh machine: `make test` and `make run`. Each sets itself up.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export MPLBACKEND := Agg
+export MUJOCO_GL ?= egl
+export PYTHONHASHSEED := 0
+# keep Jupyter/IPython state out of $HOME (papermill, nbval and the browser test start kernels)
+JHOME := $(CURDIR)/.jupyter-home
+export JUPYTER_CONFIG_DIR := $(JHOME)/config
+export JUPYTER_DATA_DIR := $(JHOME)/data
+export JUPYTER_RUNTIME_DIR := $(JHOME)/runtime
+export IPYTHONDIR := $(JHOME)/ipython
+
+.PHONY: setup test test-fast run bench clean
+
+$(BIN)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+setup: $(BIN)/.installed
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not browser and not ray and not slow"
+
+run: setup
+	mkdir -p outputs
+	$(BIN)/papermill notebooks/coordination_game.ipynb outputs/coordination_game.ipynb -k python3
+
+bench: setup
+	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(JHOME) .pytest_cache

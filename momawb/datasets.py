@@ -1,0 +1,371 @@
+"""The offline dataset: container, D4RL-layout HDF5, per-agent views and 10-step histories.
+
+Layout on disk (D4RL's keys, read with h5py; the ``d4rl`` package is not needed):
+
+===================  ===========  ==========================================================
+key                  shape        meaning
+===================  ===========  ==========================================================
+observations         (N, S)       global state s_t (the single-agent observation)
+actions              (N, A)       joint action a_t (agent-major; discrete: action indices)
+rewards              (N,)         team reward r(s_t, a_t)
+next_observations    (N, S)       s_{t+1}
+terminals            (N,)         s_{t+1} is absorbing (``terminal``, PAPER.md section 3)
+timeouts             (N,)         the episode was cut after this step (``timeout``)
+infos/qpos, qvel     (N, nq/nv)   optional simulator state at s_t (ground-truth restarts)
+===================  ===========  ==========================================================
+
+Metadata (domain, task, generator, seed, library versions, reference returns, ...) lives in
+the file's attributes. Files momawb writes carry ``created_by = "momawb"``; it never
+overwrites a file without that mark.
+
+Histories (PAPER.md section 4): agent i's history at step t is its last ``L = 10``
+(observation, action) pairs *before* t, zero-padded and cut at the episode start. They are
+never materialised for the whole dataset: `history_index` gives an (N, L) array of transition
+indices (-1 = padding) and `AgentViews.history` gathers a batch through it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+__all__ = ["DatasetError", "Dataset", "AgentViews", "history_index", "library_versions"]
+
+REQUIRED = ("observations", "actions", "rewards", "terminals")
+MARK = "momawb"
+
+
+class DatasetError(ValueError):
+    """A dataset file or array is missing, unreadable or inconsistent."""
+
+
+def library_versions() -> dict:
+    import importlib.metadata as md
+    out = {}
+    for name in ("momawb", "numpy", "torch", "h5py", "mujoco", "gymnasium", "pettingzoo"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def history_index(episode_start: np.ndarray, length: int = 10) -> np.ndarray:
+    """(N, L) indices of the L transitions before each t in its episode, oldest first; -1 = pad.
+
+    ``episode_start[t]`` is the index of the first transition of t's episode. Vectorised.
+    """
+    n = len(episode_start)
+    idx = np.arange(n, dtype=np.int64)[:, None] + np.arange(-length, 0, dtype=np.int64)[None, :]
+    idx[idx < episode_start[:, None]] = -1
+    return idx
+
+
+@dataclass
+class AgentViews:
+    """Per-agent arrays derived from a dataset by a domain's observation functions.
+
+    ``obs``: (N, n_agents, obs_dim); ``next_obs``: same; ``actions``: (N, n_agents, act_dim);
+    ``features``: (N + 1, n_agents, obs_dim + action width) the (o, a) pairs fed to the memory,
+    with a zero row at index N (= index -1) for padding; ``hist_index``: (N, L).
+    """
+
+    obs: np.ndarray
+    next_obs: np.ndarray
+    actions: np.ndarray
+    features: np.ndarray
+    hist_index: np.ndarray
+
+    def history(self, idx: np.ndarray) -> np.ndarray:
+        """Histories of transitions ``idx``: (B, n_agents, L, F), zero rows where padded."""
+        return self.features[self.hist_index[idx]].transpose(0, 2, 1, 3)
+
+    def next_history(self, idx: np.ndarray) -> np.ndarray:
+        """Histories at t+1 (the window slid by the pair (o_t, a_t)), same episode only."""
+        h = self.history(idx)
+        cur = self.features[idx][:, :, None, :]            # (B, n_agents, 1, F)
+        return np.concatenate([h[:, :, 1:], cur], axis=2)
+
+
+@dataclass
+class Dataset:
+    """Transitions of a cooperative multi-agent task in D4RL's layout (see module docstring)."""
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_observations: np.ndarray
+    terminals: np.ndarray
+    timeouts: np.ndarray
+    qpos: np.ndarray | None = None
+    qvel: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+    source: str = "in-memory dataset"
+
+    def __post_init__(self) -> None:
+        self.observations = np.asarray(self.observations, np.float32)
+        self.next_observations = np.asarray(self.next_observations, np.float32)
+        self.actions = np.asarray(self.actions, np.float32)
+        if self.actions.ndim == 1:
+            self.actions = self.actions[:, None]
+        self.rewards = np.asarray(self.rewards, np.float32).reshape(-1)
+        self.terminals = np.asarray(self.terminals).astype(bool).reshape(-1)
+        self.timeouts = np.asarray(self.timeouts).astype(bool).reshape(-1)
+        self._validate()
+        self._views: dict = {}
+
+    # ------------------------------------------------------------------ checks
+    def _arrays(self) -> dict[str, np.ndarray]:
+        out = {"observations": self.observations, "actions": self.actions, "rewards": self.rewards,
+               "next_observations": self.next_observations, "terminals": self.terminals,
+               "timeouts": self.timeouts}
+        if self.qpos is not None:
+            out["infos/qpos"] = self.qpos
+        if self.qvel is not None:
+            out["infos/qvel"] = self.qvel
+        return out
+
+    def _validate(self) -> None:
+        n = len(self.observations)
+        if n == 0:
+            raise DatasetError(f"{self.source}: the dataset is empty (key 'observations' has 0 rows)")
+        if self.observations.ndim != 2:
+            raise DatasetError(f"{self.source}: key 'observations' must be (N, state_dim), "
+                               f"got shape {self.observations.shape}")
+        for key, arr in self._arrays().items():
+            if len(arr) != n:
+                raise DatasetError(f"{self.source}: key {key!r} has {len(arr)} rows but "
+                                   f"'observations' has {n}; the file is inconsistent")
+            if arr.dtype.kind == "f":
+                bad = ~np.isfinite(arr.reshape(n, -1)).all(1)
+                if bad.any():
+                    raise DatasetError(f"{self.source}: key {key!r} holds NaN or inf at row "
+                                       f"{int(np.argmax(bad))} ({int(bad.sum())} rows in all); "
+                                       "clean or regenerate the dataset")
+        if self.next_observations.shape != self.observations.shape:
+            raise DatasetError(f"{self.source}: key 'next_observations' has shape "
+                               f"{self.next_observations.shape}, expected {self.observations.shape}")
+
+    # ------------------------------------------------------------------ sizes and episodes
+    def __len__(self) -> int:
+        return len(self.observations)
+
+    @property
+    def state_dim(self) -> int:
+        return self.observations.shape[1]
+
+    @property
+    def episode_ends(self) -> np.ndarray:
+        """True at the last transition of each episode (terminal, timeout or end of data)."""
+        ends = self.terminals | self.timeouts
+        ends = ends.copy()
+        ends[-1] = True
+        return ends
+
+    @property
+    def episode_start(self) -> np.ndarray:
+        """(N,) index of the first transition of each transition's episode."""
+        ends = self.episode_ends
+        starts = np.zeros(len(self), np.int64)
+        starts[1:] = np.where(ends[:-1], np.arange(1, len(self)), 0)
+        return np.maximum.accumulate(starts)
+
+    def episode_bounds(self) -> np.ndarray:
+        """(E, 2) [start, end) of every episode."""
+        ends = np.flatnonzero(self.episode_ends) + 1
+        return np.stack([np.concatenate([[0], ends[:-1]]), ends], 1)
+
+    def episode_returns(self) -> np.ndarray:
+        """(E,) undiscounted return of every episode."""
+        ep = np.cumsum(np.concatenate([[0], self.episode_ends[:-1]]))
+        return np.bincount(ep, weights=self.rewards.astype(np.float64))
+
+    def normalized_scores(self, domain) -> np.ndarray:
+        """(E,) normalised score of every episode (PAPER.md Table 1 and Table 2)."""
+        return domain.normalize(self.episode_returns())
+
+    def split(self, val_fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Reproducible (train, validation) transition indices; whole episodes go to one side
+        (transitions are split directly when there are fewer than 10 episodes)."""
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        rng = np.random.default_rng(seed)
+        bounds = self.episode_bounds()
+        if len(bounds) >= 10:
+            ep_of = np.cumsum(np.concatenate([[0], self.episode_ends[:-1]]))
+            n_val = max(1, int(round(val_fraction * len(bounds))))
+            val_eps = np.zeros(len(bounds), bool)
+            val_eps[rng.permutation(len(bounds))[:n_val]] = True
+            val = val_eps[ep_of]
+        else:
+            val = np.zeros(len(self), bool)
+            val[rng.permutation(len(self))[:max(1, int(round(val_fraction * len(self))))]] = True
+        return np.flatnonzero(~val), np.flatnonzero(val)
+
+    # ------------------------------------------------------------------ per-agent views
+    def agent_views(self, domain, history_length: int = 10) -> AgentViews:
+        """Per-agent observations, actions and the history index (cached per domain task)."""
+        key = (domain.name, domain.task, history_length)
+        if key not in self._views:
+            if self.state_dim != domain.state_dim:
+                raise DatasetError(f"{self.source}: states have {self.state_dim} coordinates but "
+                                   f"domain {domain.name}/{domain.task} expects {domain.state_dim}")
+            if self.actions.shape[1] != domain.joint_action_dim:
+                raise DatasetError(f"{self.source}: actions have width {self.actions.shape[1]} but "
+                                   f"domain {domain.name}/{domain.task} expects {domain.joint_action_dim}")
+            obs = domain.observe(self.observations)
+            act = domain.split_actions(self.actions)
+            if domain.discrete:
+                act_feat = np.eye(domain.n_actions, dtype=np.float32)[act[..., 0].astype(np.int64)]
+            else:
+                act_feat = act
+            feats = np.concatenate([obs, act_feat], -1)
+            feats = np.concatenate([feats, np.zeros_like(feats[:1])], 0)
+            self._views[key] = AgentViews(obs, domain.observe(self.next_observations), act, feats,
+                                          history_index(self.episode_start, history_length))
+        return self._views[key]
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write D4RL-layout HDF5 atomically; never replaces a file momawb did not create."""
+        path = Path(path)
+        if path.exists():
+            if not overwrite:
+                raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+            try:
+                with h5py.File(path, "r") as f:
+                    ours = f.attrs.get("created_by") == MARK
+            except OSError:
+                ours = False
+            if not ours:
+                raise FileExistsError(f"{path} was not written by momawb; refusing to overwrite it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            with h5py.File(tmp, "w") as f:
+                for key, arr in self._arrays().items():
+                    f.create_dataset(key, data=arr, compression="gzip", compression_opts=1)
+                f.attrs["created_by"] = MARK
+                for k, v in self.meta.items():
+                    f.attrs[k] = json.dumps(v, default=str)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        self.source = str(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Dataset":
+        """Read a momawb or D4RL HDF5 file, or a Minari dataset folder (see `load_minari`)."""
+        path = Path(path).expanduser()
+        if path.is_dir():
+            return cls.load_minari(path)
+        if not path.exists():
+            raise FileNotFoundError(f"dataset file {path} does not exist; generate it with "
+                                    "momawb.generate or pass the path of a D4RL/Minari dataset")
+        try:
+            f = h5py.File(path, "r")
+        except OSError as e:
+            raise DatasetError(f"{path} is not a readable HDF5 file (truncated or corrupt?): {e}") from e
+        with f:
+            missing = [k for k in REQUIRED if k not in f]
+            if missing:
+                raise DatasetError(f"{path}: missing key(s) {missing}; a D4RL-layout file needs "
+                                   f"{list(REQUIRED)} (+ next_observations, timeouts)")
+            arrays = {}
+            for key in ("observations", "actions", "rewards", "terminals", "next_observations",
+                        "timeouts", "infos/qpos", "infos/qvel"):
+                if key in f:
+                    try:
+                        arrays[key] = f[key][()]
+                    except Exception as e:
+                        raise DatasetError(f"{path}: key {key!r} cannot be read (corrupt file?): {e}") from e
+            meta = {}
+            for k, v in f.attrs.items():
+                if k == "created_by":
+                    continue
+                try:
+                    meta[k] = json.loads(v)
+                except (TypeError, ValueError):
+                    meta[k] = v.item() if hasattr(v, "item") else v
+        n = len(arrays["observations"])
+        timeouts = arrays.get("timeouts", np.zeros(n, bool))
+        if "next_observations" not in arrays:
+            # Old D4RL files: s_{t+1} is the next row inside an episode; at an episode's last
+            # step it is unknown, so the state is repeated (and flagged in the metadata).
+            nxt = np.concatenate([arrays["observations"][1:], arrays["observations"][-1:]])
+            ends = np.asarray(arrays["terminals"], bool) | np.asarray(timeouts, bool)
+            nxt[ends] = arrays["observations"][ends]
+            arrays["next_observations"] = nxt
+            meta["next_observations_derived"] = True
+        return cls(arrays["observations"], arrays["actions"], arrays["rewards"],
+                   arrays["next_observations"], arrays["terminals"], timeouts,
+                   arrays.get("infos/qpos"), arrays.get("infos/qvel"), meta, str(path))
+
+    @classmethod
+    def load_minari(cls, folder: str | os.PathLike) -> "Dataset":
+        """Read a Minari dataset folder (``<folder>/data/main_data.hdf5``, one group per episode
+        with ``observations`` (T+1, S), ``actions``, ``rewards``, ``terminations``, ``truncations``)."""
+        folder = Path(folder)
+        main = folder / "data" / "main_data.hdf5"
+        if not main.exists():
+            raise FileNotFoundError(f"{folder} is not a Minari dataset: {main} is missing")
+        try:
+            f = h5py.File(main, "r")
+        except OSError as e:
+            raise DatasetError(f"{main} is not a readable HDF5 file: {e}") from e
+        parts: dict[str, list] = {k: [] for k in ("obs", "next", "act", "rew", "term", "trunc")}
+        with f:
+            names = sorted(f.keys(), key=lambda s: int(s.split("_")[-1]) if s.split("_")[-1].isdigit() else 0)
+            if not names:
+                raise DatasetError(f"{main}: no episodes")
+            for name in names:
+                ep = f[name]
+                for key in ("observations", "actions", "rewards", "terminations", "truncations"):
+                    if key not in ep:
+                        raise DatasetError(f"{main}: episode {name!r} has no key {key!r}")
+                obs = ep["observations"][()]
+                if obs.dtype.names or obs.ndim != 2:
+                    raise DatasetError(f"{main}: episode {name!r} 'observations' must be a flat "
+                                       f"(T+1, S) array, got {obs.shape}")
+                parts["obs"].append(obs[:-1])
+                parts["next"].append(obs[1:])
+                parts["act"].append(ep["actions"][()])
+                parts["rew"].append(ep["rewards"][()])
+                parts["term"].append(ep["terminations"][()])
+                trunc = ep["truncations"][()].astype(bool)
+                trunc[-1] = trunc[-1] or not parts["term"][-1][-1]
+                parts["trunc"].append(trunc)
+        meta = {"source_format": "minari"}
+        meta_file = folder / "data" / "metadata.json"
+        if meta_file.exists():
+            meta["minari"] = json.loads(meta_file.read_text())
+        cat = {k: np.concatenate(v) for k, v in parts.items()}
+        return cls(cat["obs"], cat["act"], cat["rew"], cat["next"], cat["term"], cat["trunc"],
+                   meta=meta, source=str(main))
+
+    def select_state(self, columns) -> "Dataset":
+        """The same transitions with the state cut to ``columns`` (e.g. D4RL Ant 111 -> 27)."""
+        return Dataset(self.observations[:, columns], self.actions, self.rewards,
+                       self.next_observations[:, columns], self.terminals, self.timeouts,
+                       self.qpos, self.qvel, dict(self.meta), self.source)
+
+    def describe(self, domain=None) -> dict[str, Any]:
+        """Sizes and return statistics (normalised when a domain is given)."""
+        rets = self.episode_returns()
+        out = {"transitions": len(self), "episodes": len(rets), "state_dim": self.state_dim,
+               "action_width": self.actions.shape[1], "return_mean": float(rets.mean())}
+        if domain is not None:
+            s = self.normalized_scores(domain)
+            out.update(score_min=float(s.min()), score_mean=float(s.mean()),
+                       score_median=float(np.median(s)), score_max=float(s.max()))
+        return out

@@ -1,0 +1,134 @@
+"""Greedy evaluation of a team in the real environment, normalised scores, mean +- s.e.
+
+Every learner in momawb exposes a `Team`: decentralised per-agent policies that map each
+agent's current observation (and, with memory, its last L (o, a) pairs) to an action. The
+evaluator runs ``episodes`` real episodes *in lockstep* (one batched policy forward per step
+for all episodes and agents), with each agent's input built by the domain's observation
+function from the env's global state, exactly as in training.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["Team", "EvalResult", "evaluate", "mean_se", "action_features"]
+
+
+class Team(Protocol):
+    """What `evaluate` needs from a trained team.
+
+    ``memory_length``: L (0 = no memory). ``act(obs, history, greedy)``: obs (B, N, obs_dim),
+    history (B, N, L, F) or None, returns actions (B, N, act_dim) (discrete: index as float).
+    """
+
+    memory_length: int
+
+    def act(self, obs: torch.Tensor, history: torch.Tensor | None, greedy: bool = True) -> torch.Tensor: ...
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error (sample std with n-1, over sqrt(n)); s.e. 0 for one value."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        raise ValueError("mean_se of an empty list")
+    if v.size == 1:
+        return float(v[0]), 0.0
+    return float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size))
+
+
+def action_features(domain, actions: np.ndarray) -> np.ndarray:
+    """Per-agent action part of a history row: one-hot (discrete) or the action itself."""
+    if domain.discrete:
+        return np.eye(domain.n_actions, dtype=np.float32)[actions[..., 0].astype(np.int64)]
+    return actions.astype(np.float32)
+
+
+@dataclass
+class EvalResult:
+    returns: np.ndarray            # (E,) episode returns
+    scores: np.ndarray             # (E,) normalised scores
+    lengths: np.ndarray            # (E,)
+    trajectories: dict = field(default_factory=dict)  # when record=True: states, actions, rewards (E, T, ...)
+
+    @property
+    def score(self) -> float:
+        """Mean normalised score over episodes (one seed's number in the paper's tables)."""
+        return float(self.scores.mean())
+
+    def summary(self) -> dict[str, float]:
+        return {"score": self.score, "return": float(self.returns.mean()),
+                "length": float(self.lengths.mean())}
+
+
+def _to_np(a: Any) -> np.ndarray:
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+
+@torch.no_grad()
+def evaluate(team: Team, domain, episodes: int = 100, seed: int = 10_101, greedy: bool = True,
+             device: torch.device | str | None = None, record: bool = False,
+             env_kwargs: dict | None = None,
+             on_step: Callable[[int, np.ndarray, np.ndarray, list], None] | None = None) -> EvalResult:
+    """Run ``episodes`` real episodes of ``team`` in ``domain`` (greedy by default).
+
+    Env e is reset with seed ``seed + e``, so two evaluations with the same seed see the same
+    start states. ``on_step(t, states, actions, infos)`` sees every lockstep step.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    device = torch.device(device) if device is not None else next(
+        (p.device for p in getattr(team, "parameters", lambda: iter(()))()), torch.device("cpu"))
+    envs = [domain.make_env(**(env_kwargs or {})) for _ in range(episodes)]
+    for e, env in enumerate(envs):
+        env.reset(seed=seed + e)
+    n, L = domain.n_agents, int(getattr(team, "memory_length", 0) or 0)
+    feat_dim = domain.obs_dim + (domain.n_actions if domain.discrete else domain.act_dim)
+    hist = np.zeros((episodes, n, L, feat_dim), np.float32) if L else None
+    alive = np.ones(episodes, bool)
+    returns = np.zeros(episodes)
+    lengths = np.zeros(episodes, np.int64)
+    traj: dict[str, list] = {"states": [], "actions": [], "rewards": [], "alive": []}
+    t = 0
+    while alive.any():
+        idx = np.flatnonzero(alive)
+        states = np.stack([envs[e].state() for e in idx]).astype(np.float32)
+        obs = domain.observe(states)
+        h = torch.as_tensor(hist[idx], device=device) if L else None
+        act = _to_np(team.act(torch.as_tensor(obs, device=device), h, greedy))
+        if act.shape != (len(idx), n, domain.act_dim):
+            raise ValueError(f"team.act returned shape {act.shape}, expected {(len(idx), n, domain.act_dim)}")
+        rewards = np.zeros(len(idx))
+        infos = []
+        for j, e in enumerate(idx):
+            env = envs[e]
+            agents = list(env.agents)
+            a = {ag: (int(act[j, i, 0]) if domain.discrete else act[j, i].astype(np.float32))
+                 for i, ag in enumerate(agents)}
+            _, rew, term, trunc, info = env.step(a)
+            rewards[j] = rew[agents[0]]
+            infos.append(info)
+            if term[agents[0]] or trunc[agents[0]] or not env.agents:
+                alive[e] = False
+        returns[idx] += rewards
+        lengths[idx] += 1
+        if L:
+            row = np.concatenate([obs, action_features(domain, act)], -1)
+            hist[idx] = np.concatenate([hist[idx, :, 1:], row[:, :, None]], 2)
+        if on_step is not None:
+            on_step(t, states, act, infos)
+        if record:
+            full_s = np.zeros((episodes, domain.state_dim), np.float32)
+            full_a = np.zeros((episodes, n, domain.act_dim), np.float32)
+            full_r = np.zeros(episodes, np.float32)
+            mask = np.zeros(episodes, bool)
+            full_s[idx], full_a[idx], full_r[idx], mask[idx] = states, act, rewards, True
+            for k, v in zip(("states", "actions", "rewards", "alive"), (full_s, full_a, full_r, mask)):
+                traj[k].append(v)
+        t += 1
+    for env in envs:
+        env.close()
+    trajectories = {k: np.stack(v, 1) for k, v in traj.items()} if record else {}
+    return EvalResult(returns, domain.normalize(returns), lengths, trajectories)

@@ -1,0 +1,243 @@
+"""Networks shared by every algorithm.
+
+Shape conventions (asserted at the boundaries):
+
+* stacked networks work on ``(E, B, D)``: E independent members (ensemble members *or*
+  agents), each with its own weights, computed in one batched matmul (``torch.baddbmm``);
+* per-agent tensors are ``(B..., N, D)``; `AgentMLP` moves the agent axis in front, runs one
+  stacked MLP and moves it back, so agents are never looped over in Python.
+
+Pieces: `StackedLinear`, `StackedMLP` (ensemble members / agents), `AgentMLP`,
+`AgentPolicy` (Gaussian with state-dependent std, or categorical), `AgentMemory` (the
+attention memory of PAPER.md section 4, stacked over agents), `Mixer` (the QMIX-style
+``sum_i w_i(s) V_i + b(s)`` of section 3), `soft_update`.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["StackedLinear", "StackedMLP", "AgentMLP", "AgentPolicy", "AgentMemory", "Mixer",
+           "mlp", "soft_update", "positional_encoding", "ACTIVATIONS"]
+
+ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "elu": nn.ELU}
+
+
+def mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...] = (256, 256), activation: str = "relu") -> nn.Sequential:
+    """A plain MLP (for networks of the global state, e.g. the mixer)."""
+    layers: list[nn.Module] = []
+    d = in_dim
+    for h in hidden:
+        layers += [nn.Linear(d, h), ACTIVATIONS[activation]()]
+        d = h
+    layers.append(nn.Linear(d, out_dim))
+    return nn.Sequential(*layers)
+
+
+class StackedLinear(nn.Module):
+    """E independent linear layers: ``(E, B, in) -> (E, B, out)`` in one ``baddbmm``.
+
+    Each member is initialised like ``nn.Linear`` (uniform +-1/sqrt(in)).
+    """
+
+    def __init__(self, n: int, in_dim: int, out_dim: int, bias: bool = True):
+        super().__init__()
+        self.n, self.in_dim, self.out_dim = n, in_dim, out_dim
+        bound = 1.0 / math.sqrt(in_dim)
+        self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n, 1, out_dim).uniform_(-bound, bound)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.dim() == 3 and x.shape[0] == self.n and x.shape[2] == self.in_dim, \
+            f"StackedLinear expects ({self.n}, B, {self.in_dim}), got {tuple(x.shape)}"
+        if self.bias is None:
+            return torch.bmm(x, self.weight)
+        return torch.baddbmm(self.bias, x, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"n={self.n}, in={self.in_dim}, out={self.out_dim}, bias={self.bias is not None}"
+
+
+class StackedMLP(nn.Module):
+    """E MLPs with stacked weights: ``(E, B, in) -> (E, B, out)``."""
+
+    def __init__(self, n: int, in_dim: int, out_dim: int, hidden: tuple[int, ...] = (256, 256),
+                 activation: str = "relu"):
+        super().__init__()
+        dims = (in_dim, *hidden, out_dim)
+        self.layers = nn.ModuleList(StackedLinear(n, a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.act = ACTIVATIONS[activation]()
+        self.n, self.in_dim, self.out_dim = n, in_dim, out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = self.act(x)
+        return x
+
+
+def _agents_first(x: torch.Tensor, n: int) -> tuple[torch.Tensor, tuple]:
+    """(B..., N, D) -> (N, prod(B...), D) and the leading shape."""
+    assert x.shape[-2] == n, f"expected {n} agents on axis -2, got shape {tuple(x.shape)}"
+    lead = x.shape[:-2]
+    return x.reshape(-1, n, x.shape[-1]).transpose(0, 1), lead
+
+
+def _agents_back(y: torch.Tensor, lead: tuple) -> torch.Tensor:
+    """(N, prod(B...), D) -> (B..., N, D)."""
+    return y.transpose(0, 1).reshape(*lead, y.shape[0], y.shape[-1])
+
+
+class AgentMLP(nn.Module):
+    """One MLP per agent, stacked: ``(B..., N, in) -> (B..., N, out)``."""
+
+    def __init__(self, n_agents: int, in_dim: int, out_dim: int, hidden: tuple[int, ...] = (256, 256),
+                 activation: str = "relu"):
+        super().__init__()
+        self.n = n_agents
+        self.net = StackedMLP(n_agents, in_dim, out_dim, hidden, activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, lead = _agents_first(x, self.n)
+        return _agents_back(self.net(y), lead)
+
+
+class AgentPolicy(nn.Module):
+    """Decentralised per-agent policies pi_i(a^i | x^i), stacked over agents.
+
+    Continuous: Gaussian with state-dependent std and no tanh (PAPER.md section 3); the log
+    std is clamped to ``[log_std_min, log_std_max]``. Discrete: categorical over
+    ``n_actions``. Actions are ``(B..., N, act_dim)`` (discrete: the index as a float, act_dim 1).
+    `log_prob` sums over action dims and returns ``(B..., N)``; a joint log-prob is its sum
+    over agents.
+    """
+
+    def __init__(self, n_agents: int, in_dim: int, act_dim: int, n_actions: int | None = None,
+                 hidden: tuple[int, ...] = (256, 256), log_std_min: float = -6.0, log_std_max: float = 0.0,
+                 tanh: bool = False):
+        super().__init__()
+        self.n, self.act_dim, self.n_actions, self.tanh = n_agents, act_dim, n_actions, tanh
+        out = n_actions if n_actions is not None else 2 * act_dim
+        self.net = AgentMLP(n_agents, in_dim, out, hidden)
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+        last = self.net.net.layers[-1]
+        with torch.no_grad():  # small initial outputs: near-uniform / near-zero-mean start
+            last.weight.mul_(0.1)
+            last.bias.zero_()
+
+    @property
+    def discrete(self) -> bool:
+        return self.n_actions is not None
+
+    def distribution(self, x: torch.Tensor) -> torch.distributions.Distribution:
+        out = self.net(x)
+        if self.discrete:
+            return torch.distributions.Categorical(logits=out)
+        mean, log_std = out.split(self.act_dim, -1)
+        log_std = log_std.clamp(self.log_std_min, self.log_std_max)
+        return torch.distributions.Normal(mean, log_std.exp())
+
+    def log_prob(self, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        dist = self.distribution(x)
+        if self.discrete:
+            return dist.log_prob(actions[..., 0].long())
+        return dist.log_prob(actions).sum(-1)
+
+    def sample(self, x: torch.Tensor, greedy: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions (B..., N, act_dim) and their log-probs (B..., N)."""
+        dist = self.distribution(x)
+        if self.discrete:
+            a = dist.probs.argmax(-1) if greedy else dist.sample()
+            return a.unsqueeze(-1).to(x.dtype), dist.log_prob(a)
+        a = dist.mean if greedy else dist.sample()
+        return a, dist.log_prob(a).sum(-1)
+
+    def entropy(self, x: torch.Tensor) -> torch.Tensor:
+        dist = self.distribution(x)
+        return dist.entropy() if self.discrete else dist.entropy().sum(-1)
+
+
+def positional_encoding(length: int, dim: int) -> torch.Tensor:
+    """Fixed sinusoidal positional encodings, (length, dim) (Vaswani et al. 2017)."""
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    pe = torch.zeros(length, dim)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div[: dim // 2])
+    return pe
+
+
+class AgentMemory(nn.Module):
+    """Attention memory over the last L (o, a) pairs, one per agent (PAPER.md section 4).
+
+    ``(B..., N, L, F) -> (B..., N, e_h)``: linear embedding to e_h + positional encoding; one
+    layer of single-head scaled dot-product self-attention with a skip connection and layer
+    norm; soft-attention pooling (a bias-free tanh "soft-key" layer scored against learned,
+    normally-initialised soft-queries, softmax over the L steps). Padded steps are zero rows,
+    as in the paper (no mask). All agents run in the same batched matmuls.
+    """
+
+    def __init__(self, n_agents: int, feature_dim: int, length: int = 10, embed_dim: int = 128):
+        super().__init__()
+        self.n, self.length, self.e = n_agents, length, embed_dim
+        self.embed = StackedLinear(n_agents, feature_dim, embed_dim)
+        self.qkv = StackedLinear(n_agents, embed_dim, 3 * embed_dim)
+        self.norm_gain = nn.Parameter(torch.ones(n_agents, 1, 1, embed_dim))
+        self.norm_bias = nn.Parameter(torch.zeros(n_agents, 1, 1, embed_dim))
+        self.soft_key = StackedLinear(n_agents, embed_dim, embed_dim, bias=False)
+        self.soft_query = nn.Parameter(torch.randn(n_agents, embed_dim, 1) / math.sqrt(embed_dim))
+        self.register_buffer("pos", positional_encoding(length, embed_dim), persistent=False)
+
+    def forward(self, hist: torch.Tensor) -> torch.Tensor:
+        assert hist.shape[-2] == self.length and hist.shape[-3] == self.n, \
+            f"history must be (B..., {self.n}, {self.length}, F), got {tuple(hist.shape)}"
+        lead = hist.shape[:-3]
+        x = hist.reshape(-1, self.n, self.length, hist.shape[-1]).transpose(0, 1)  # (N, B, L, F)
+        nb, b = x.shape[0], x.shape[1]
+        x = x.reshape(nb, b * self.length, -1)
+        z = self.embed(x).reshape(nb, b, self.length, self.e) + self.pos        # (N, B, L, e)
+        q, k, v = self.qkv(z.reshape(nb, -1, self.e)).reshape(nb, b, self.length, 3 * self.e).chunk(3, -1)
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.e), -1)      # (N, B, L, L)
+        z = F.layer_norm(z + att @ v, (self.e,)) * self.norm_gain + self.norm_bias
+        keys = torch.tanh(self.soft_key(z.reshape(nb, -1, self.e)))               # (N, B*L, e)
+        scores = torch.bmm(keys, self.soft_query).reshape(nb, b, self.length)     # (N, B, L)
+        pooled = (torch.softmax(scores, -1).unsqueeze(-1) * z).sum(-2)           # (N, B, e)
+        return pooled.transpose(0, 1).reshape(*lead, self.n, self.e)
+
+
+class Mixer(nn.Module):
+    """QMIX-style mixing: ``V(s) = sum_i w_i(s) V_i + b(s)`` (PAPER.md section 3).
+
+    ``w`` and ``b`` come from one MLP of the global state (and, for Q mixers, of the joint
+    action via ``extra_dim``). Like the paper's code the weights are unconstrained (a linear,
+    state-conditioned, non-monotonic mix); ``monotonic=True`` takes |w| as in QMIX.
+    """
+
+    def __init__(self, state_dim: int, n_agents: int, hidden: tuple[int, ...] = (256, 256),
+                 monotonic: bool = False, extra_dim: int = 0):
+        super().__init__()
+        self.n, self.monotonic = n_agents, monotonic
+        self.net = mlp(state_dim + extra_dim, n_agents + 1, hidden)
+
+    def weights(self, state: torch.Tensor, extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``w`` (B..., N) and ``b`` (B...,)."""
+        inp = state if extra is None else torch.cat([state, extra], -1)
+        out = self.net(inp)
+        w, b = out[..., : self.n], out[..., self.n]
+        return (w.abs() if self.monotonic else w), b
+
+    def forward(self, values: torch.Tensor, state: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Mix per-agent values (B..., N) into the team value (B...,)."""
+        w, b = self.weights(state, extra)
+        return (w * values).sum(-1) + b
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Polyak averaging: target <- (1 - tau) target + tau source."""
+    for t, s in zip(target.parameters(), source.parameters()):
+        t.lerp_(s, tau)

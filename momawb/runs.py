@@ -1,0 +1,319 @@
+"""Run directories, seeding, device choice, atomic checkpoints, resume, metrics logs.
+
+Every trainer in momawb (world model, MOMA-PPO, baselines) goes through this module, so that
+
+* a seed fixes numpy, torch and the env (`seed_everything`, `Run.np_rng`);
+* the device is chosen once: CUDA when present, else CPU (`pick_device`);
+* everything a run writes lives in ``<root>/runs/<name>-<config hash>/`` with ``root`` =
+  ``outputs/`` unless ``MOMAWB_OUTPUTS`` or an explicit ``root`` says otherwise;
+* a checkpoint holds the trainer's state dict *and* every RNG state and is written atomically
+  (temporary file + ``os.replace``), so a run killed at any moment resumes from its last
+  checkpoint and, on CPU, ends with exactly the numbers of an uninterrupted run;
+* metrics go to ``metrics.csv`` (wide, one row per logged step) and ``metrics.jsonl``; on resume
+  the rows past the checkpoint are dropped, so a resumed log equals an uninterrupted one.
+
+`train_loop` is the one gradient-step loop every algorithm shares: tqdm progress, logging,
+periodic evaluation, periodic checkpoints, and a NaN/inf guard that stops with an error naming
+the step and the last good checkpoint (which it never touches).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+__all__ = [
+    "pick_device", "seed_everything", "outputs_root", "config_hash", "atomic_write_bytes",
+    "atomic_torch_save", "Run", "TrainingDiverged", "train_loop",
+]
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    """CUDA when available, else CPU; ``prefer`` ('cpu', 'cuda', 'cuda:1') overrides."""
+    if prefer not in (None, "", "auto"):
+        dev = torch.device(prefer)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={prefer!r} was asked for but CUDA is not available here; "
+                             "use device='cpu' or 'auto'")
+        return dev
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed Python, numpy's legacy RNG and torch (CPU and CUDA); return a fresh numpy Generator.
+
+    Library code draws from the returned Generator, never from global ``np.random``.
+    """
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    random.seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+    torch.manual_seed(int(seed))
+    return np.random.default_rng(int(seed))
+
+
+def outputs_root(root: str | os.PathLike | None = None) -> Path:
+    """The outputs folder: ``root``, else ``$MOMAWB_OUTPUTS``, else ``./outputs``."""
+    return Path(root or os.environ.get("MOMAWB_OUTPUTS") or "outputs").resolve()
+
+
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    return obj
+
+
+def config_hash(config: Any) -> str:
+    """A short, stable hash of a config (dataclass or mapping); equal configs share run dirs."""
+    blob = json.dumps(_jsonable(config), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` that never leaves a half-written file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _rng_states(np_rng: np.random.Generator) -> dict:
+    states = {"python": random.getstate(), "numpy_legacy": np.random.get_state(),
+              "numpy": np_rng.bit_generator.state, "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict, np_rng: np.random.Generator) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy_legacy"])
+    np_rng.bit_generator.state = states["numpy"]
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class Run:
+    """One training run's folder, RNGs, checkpoint and metric log.
+
+    ``Run(name, config, seed=0)`` makes (or finds) ``<root>/runs/<name>-<hash(config, seed)>``.
+    A folder that already holds a ``config.json`` for a different config is never reused.
+    """
+
+    CKPT = "checkpoint.pt"
+
+    def __init__(self, name: str, config: Any = None, seed: int = 0,
+                 root: str | os.PathLike | None = None, device: str | None = None):
+        if not name or any(part in ("..", "") for part in Path(name).parts):
+            raise ValueError(f"run name {name!r} must be a non-empty relative path without '..'")
+        self.name, self.seed = name, int(seed)
+        self.config = _jsonable(config) if config is not None else {}
+        self.hash = config_hash({"config": self.config, "seed": self.seed})
+        self.dir = outputs_root(root) / "runs" / f"{name}-{self.hash}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        cfg_file = self.dir / "config.json"
+        meta = {"name": name, "seed": self.seed, "config": self.config}
+        if cfg_file.exists():
+            old = json.loads(cfg_file.read_text())
+            if old.get("config") != meta["config"] or old.get("seed") != self.seed:
+                raise FileExistsError(f"{self.dir} holds a run with another config; "
+                                      "choose another run name or root")
+        else:
+            atomic_write_bytes(cfg_file, json.dumps(meta, indent=1, default=str).encode())
+        self.device = pick_device(device)
+        self.np_rng = seed_everything(self.seed)
+        self._csv_keys: list[str] | None = None
+
+    # ---------------------------------------------------------------- checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.dir / self.CKPT
+
+    def save(self, state: Mapping[str, Any], step: int) -> Path:
+        """Atomically write ``state`` plus every RNG state and ``step``."""
+        blob = {"state": dict(state), "step": int(step), "rng": _rng_states(self.np_rng)}
+        atomic_torch_save(blob, self.checkpoint_path)
+        return self.checkpoint_path
+
+    def load(self) -> tuple[dict, int] | None:
+        """Restore RNG states and return ``(state, step)`` from the checkpoint, or None."""
+        if not self.checkpoint_path.exists():
+            return None
+        try:
+            blob = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        except Exception as e:  # a corrupt checkpoint is reported, never silently replaced
+            raise RuntimeError(f"checkpoint {self.checkpoint_path} cannot be read ({e}); move it "
+                               "away to start this run again from scratch") from e
+        _set_rng_states(blob["rng"], self.np_rng)
+        self._truncate_log(blob["step"])
+        return blob["state"], blob["step"]
+
+    # ---------------------------------------------------------------- metrics
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Append one row (``step`` + metrics) to metrics.jsonl and metrics.csv."""
+        row = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
+        with open(self.dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(_jsonable(row)) + "\n")
+        path = self.dir / "metrics.csv"
+        if self._csv_keys is None and path.exists():
+            with open(path) as f:
+                self._csv_keys = next(csv.reader(f), None)
+        if self._csv_keys is None or set(row) - set(self._csv_keys):
+            self._rewrite_csv(extra=row)
+            return
+        with open(path, "a", newline="") as f:
+            csv.DictWriter(f, self._csv_keys, restval="").writerow(row)
+
+    def metrics(self) -> list[dict]:
+        """All logged rows, in order."""
+        path = self.dir / "metrics.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def _rewrite_csv(self, extra: dict | None = None) -> None:
+        rows = self.metrics()
+        if extra is not None and (not rows or rows[-1] != _jsonable(extra)):
+            rows.append(extra)
+        keys: list[str] = []
+        for r in rows:
+            keys += [k for k in r if k not in keys]
+        self._csv_keys = keys
+        buf = _CsvBuffer()
+        w = csv.DictWriter(buf, keys, restval="")
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write_bytes(self.dir / "metrics.csv", buf.getvalue().encode())
+
+    def _truncate_log(self, step: int) -> None:
+        rows = [r for r in self.metrics() if r["step"] <= step]
+        atomic_write_bytes(self.dir / "metrics.jsonl",
+                           "".join(json.dumps(r) + "\n" for r in rows).encode())
+        self._rewrite_csv()
+
+    # ---------------------------------------------------------------- results
+    def write_json(self, filename: str, obj: Any) -> Path:
+        path = self.dir / filename
+        atomic_write_bytes(path, json.dumps(_jsonable(obj), indent=1, default=str).encode())
+        return path
+
+    def read_json(self, filename: str) -> Any | None:
+        path = self.dir / filename
+        return json.loads(path.read_text()) if path.exists() else None
+
+
+class _CsvBuffer(list):
+    def write(self, s: str) -> None:
+        self.append(s)
+
+    def getvalue(self) -> str:
+        return "".join(self)
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or metric became NaN or inf; the last good checkpoint is left intact."""
+
+
+def check_finite(metrics: Mapping[str, float], step: int, run: Run | None) -> None:
+    bad = {k: v for k, v in metrics.items() if not math.isfinite(float(v))}
+    if bad:
+        where = (f"the last good checkpoint {run.checkpoint_path} is intact"
+                 if run is not None and run.checkpoint_path.exists() else "no checkpoint was written yet")
+        raise TrainingDiverged(f"non-finite values at step {step}: {bad}; {where}. Lower the learning "
+                               "rate, check the dataset for outliers, or resume from the checkpoint.")
+
+
+def train_loop(run: Run, algo: Any, n_steps: int, update: Callable[[int], Mapping[str, float]], *,
+               log_every: int = 100, eval_every: int = 0,
+               evaluate: Callable[[int], Mapping[str, float]] | None = None,
+               checkpoint_every: int = 1000, desc: str = "train",
+               stop: Callable[[int, Mapping[str, float]], bool] | None = None,
+               progress: bool = True) -> int:
+    """The loop every momawb trainer shares.
+
+    ``algo`` has ``state_dict()``/``load_state_dict()``; ``update(step)`` does one learning step
+    and returns named floats. Resumes from ``run``'s checkpoint when there is one. Evaluation
+    metrics are logged under ``eval/``. ``stop(step, metrics)`` may end training early (early
+    stopping). Returns the number of steps done.
+    """
+    loaded = run.load()
+    start, stopped = 0, False
+    if loaded is not None:
+        state, start = loaded
+        stopped = bool(state.pop("_stopped", False))
+        algo.load_state_dict(state)
+    if start >= n_steps or stopped:
+        return start
+    bar = tqdm(range(start, n_steps), desc=desc, initial=start, total=n_steps,
+               disable=not progress, leave=False, mininterval=1.0)
+    step = start
+    for step in bar:
+        metrics = dict(update(step))
+        check_finite(metrics, step, run)
+        done = step + 1
+        ended = stop is not None and stop(done, metrics)
+        row = {}
+        if log_every and (done % log_every == 0 or done == n_steps or ended):
+            row.update(metrics)
+        if evaluate is not None and eval_every and (done % eval_every == 0 or done == n_steps or ended):
+            row.update({f"eval/{k}": v for k, v in evaluate(done).items()})
+        if row:
+            run.log(done, row)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in list(row.items())[:3]}, refresh=False)
+        if ended:
+            run.save({**algo.state_dict(), "_stopped": True}, done)
+            return done
+        if checkpoint_every and (done % checkpoint_every == 0 or done == n_steps):
+            run.save(algo.state_dict(), done)
+    return n_steps
+
+
+def iterate_minibatches(n: int, batch_size: int, rng: np.random.Generator) -> Iterable[np.ndarray]:
+    """Indices of one shuffled pass over ``n`` items in minibatches (last partial one kept)."""
+    perm = rng.permutation(n)
+    for i in range(0, n, batch_size):
+        yield perm[i:i + batch_size]
