@@ -20,7 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["StackedLinear", "StackedMLP", "AgentMLP", "AgentPolicy", "AgentMemory", "Mixer",
+__all__ = ["StackedLinear", "StackedMLP", "AgentMLP", "AgentPolicy", "AgentMemory", "AgentEncoder",
+           "PolicyTeam", "Mixer",
            "mlp", "soft_update", "positional_encoding", "ACTIVATIONS"]
 
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "elu": nn.ELU}
@@ -207,6 +208,44 @@ class AgentMemory(nn.Module):
         scores = torch.bmm(keys, self.soft_query).reshape(nb, b, self.length)     # (N, B, L)
         pooled = (torch.softmax(scores, -1).unsqueeze(-1) * z).sum(-2)           # (N, B, e)
         return pooled.transpose(0, 1).reshape(*lead, self.n, self.e)
+
+
+class AgentEncoder(nn.Module):
+    """Each agent's network input x^i: its current observation, plus (under partial
+    observability) the 128-d memory embedding of its history (PAPER.md section 4).
+
+    ``forward(obs (B..., N, O), hist (B..., N, L, F) or None) -> (B..., N, out_dim)``.
+    """
+
+    def __init__(self, n_agents: int, obs_dim: int, feature_dim: int, memory: bool = False,
+                 length: int = 10, embed_dim: int = 128):
+        super().__init__()
+        self.memory = AgentMemory(n_agents, feature_dim, length, embed_dim) if memory else None
+        self.length = length if memory else 0
+        self.out_dim = obs_dim + (embed_dim if memory else 0)
+
+    def forward(self, obs: torch.Tensor, hist: torch.Tensor | None = None) -> torch.Tensor:
+        if self.memory is None:
+            return obs
+        if hist is None:
+            raise ValueError("this encoder has a memory: pass the agents' histories (B..., N, L, F)")
+        return torch.cat([self.memory(hist), obs], -1)
+
+
+class PolicyTeam(nn.Module):
+    """A decentralised team (``momawb.evaluation.Team``): encoder + per-agent policies."""
+
+    def __init__(self, encoder: AgentEncoder, policy: AgentPolicy):
+        super().__init__()
+        self.encoder, self.policy = encoder, policy
+
+    @property
+    def memory_length(self) -> int:
+        return self.encoder.length
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, history: torch.Tensor | None = None, greedy: bool = True) -> torch.Tensor:
+        return self.policy.sample(self.encoder(obs, history), greedy=greedy)[0]
 
 
 class Mixer(nn.Module):
