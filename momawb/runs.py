@@ -182,6 +182,8 @@ class Run:
     def load(self) -> tuple[dict, int] | None:
         """Restore RNG states and return ``(state, step)`` from the checkpoint, or None."""
         if not self.checkpoint_path.exists():
+            if (self.dir / "metrics.jsonl").exists():
+                self._truncate_log(0)  # rows of an attempt killed before its first checkpoint
             return None
         try:
             blob = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)

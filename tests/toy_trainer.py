@@ -1,0 +1,55 @@
+"""A tiny trainer on runs.train_loop, used by the kill-and-resume tests (importable by a
+subprocess). Minibatches come from the run's numpy Generator and the net uses dropout, so both
+RNG streams matter for an exact resume."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import numpy as np
+import torch
+
+from momawb.runs import Run, train_loop
+
+
+class Toy:
+    def __init__(self, run: Run, kill_at: int | None = None):
+        self.run, self.kill_at = run, kill_at
+        g = np.random.default_rng(123)
+        self.x = torch.as_tensor(g.normal(size=(512, 4)), dtype=torch.float32)
+        self.y = self.x @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 0.1
+        self.net = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+                                       torch.nn.Linear(32, 1))
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-2)
+        self.updates = 0
+
+    def update(self, step: int) -> dict:
+        if self.kill_at is not None and step == self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        idx = torch.as_tensor(self.run.np_rng.integers(0, len(self.x), 32))
+        loss = ((self.net(self.x[idx]).squeeze(-1) - self.y[idx]) ** 2).mean()
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        self.updates += 1
+        return {"loss": loss.item()}
+
+    def state_dict(self) -> dict:
+        return {"net": self.net.state_dict(), "opt": self.opt.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.net.load_state_dict(s["net"])
+        self.opt.load_state_dict(s["opt"])
+        self.updates = s["updates"]
+
+
+def train(root: str, n_steps: int = 40, kill_at: int | None = None, checkpoint_every: int = 7) -> Toy:
+    run = Run("toy", {"lr": 1e-2}, seed=3, root=root, device="cpu")
+    toy = Toy(run, kill_at)
+    train_loop(run, toy, n_steps, toy.update, log_every=5, checkpoint_every=checkpoint_every, progress=False)
+    return toy
+
+
+if __name__ == "__main__":
+    train(sys.argv[1], kill_at=int(sys.argv[2]))
