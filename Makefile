@@ -24,13 +24,14 @@ $(BIN)/.installed: requirements.txt pyproject.toml
 setup: $(BIN)/.installed
 
 test: setup
+	mkdir -p $(JHOME)
 	$(BIN)/python -m pytest
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not browser and not ray and not slow"
 
 run: setup
-	mkdir -p outputs
+	mkdir -p outputs $(JHOME)
 	$(BIN)/papermill notebooks/coordination_game.ipynb outputs/coordination_game.ipynb -k python3
 
 bench: setup

@@ -16,6 +16,7 @@ put the measured score within about +-0.005 (one s.e.) of the expected one.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from momawb.datasets import Dataset, library_versions
 from momawb.domains import game
 from momawb.runs import config_hash, outputs_root
 
-__all__ = ["GameDatasetConfig", "GAME_DATASETS", "game_dataset_config", "generate_game", "game_dataset",
+__all__ = ["named_dataset", "NAMED_DATASETS", "GameDatasetConfig", "GAME_DATASETS", "game_dataset_config", "generate_game", "game_dataset",
            "expected_game_score"]
 
 #: Table 1: name -> P(agent i picks right)
@@ -100,3 +101,18 @@ def game_dataset(config: GameDatasetConfig | str, root: str | Path | None = None
     ds = generate_game(config)
     ds.save(path)
     return ds
+
+
+#: domain -> function(name, root) returning a cached named dataset (other domains add theirs)
+NAMED_DATASETS = {"game": lambda name, root=None: game_dataset(name, root)}
+
+
+def named_dataset(domain: str, name: str, root: str | Path | None = None) -> Dataset:
+    """A domain's dataset by name ('favorable', 'expert-mix', ...) or a D4RL/Minari path."""
+    p = Path(name).expanduser()
+    if p.suffix in (".hdf5", ".h5") or p.is_dir() or os.sep in name:
+        return Dataset.load(p)
+    if domain not in NAMED_DATASETS:
+        raise ValueError(f"domain {domain!r} has no named datasets; known: {', '.join(NAMED_DATASETS)} "
+                         "(or pass a dataset file path)")
+    return NAMED_DATASETS[domain](name, root)

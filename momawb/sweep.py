@@ -1,0 +1,204 @@
+"""Sweeps: a grid of (method, dataset, task, seed) jobs, run locally or on Ray.
+
+    jobs = grid(methods=["iql", "moma_ppo"], datasets=["favorable"], seeds=range(10),
+                domain="game", notebook="coordination_game", preset="ci")
+    rows = sweep(jobs)                       # local process pool sized to the cores
+    rows = sweep(jobs, backend="ray")        # Ray tasks on ray.init(address=...) (local if None)
+
+Every job is ``momawb.train.train``: it resumes from its checkpoint and skips training when its
+``result.json`` exists, so a sweep interrupted at any point and started again skips finished
+jobs and resumes unfinished ones. MOMA-PPO's world models are fitted first, one per dataset
+(PAPER.md: shared by all seeds and observation settings), so parallel jobs never race on one.
+"""
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from tqdm.auto import tqdm
+
+__all__ = ["Job", "grid", "run_job", "fit_world_model_job", "sweep", "write_results", "read_results"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run. ``domain_kwargs`` pick the task (e.g. observation setting)."""
+
+    method: str
+    dataset: str                       # a named dataset of the domain, or a file/folder path
+    seed: int = 0
+    domain: str = "game"
+    domain_kwargs: tuple = ()          # sorted (key, value) pairs, hashable
+    notebook: str | None = None        # preset file params/<notebook>/<preset>.yaml
+    preset: str | None = None
+    overrides: tuple = ()              # (section, ((key, value), ...)) pairs
+    eval_episodes: int = 100
+    root: str | None = None
+
+    @property
+    def task(self) -> str:
+        return "-".join(str(v) for _, v in self.domain_kwargs) or "default"
+
+    def section_overrides(self, section: str) -> dict:
+        return dict(dict(self.overrides).get(section, ()))
+
+
+def _freeze(d: dict | None) -> tuple:
+    return tuple(sorted((k, tuple(sorted(v.items())) if isinstance(v, dict) else v) for k, v in (d or {}).items()))
+
+
+def grid(methods: Sequence[str], datasets: Sequence[str], seeds: Iterable[int], domain: str = "game",
+         tasks: Sequence[dict] | None = None, notebook: str | None = None, preset: str | None = None,
+         overrides: dict[str, dict] | None = None, eval_episodes: int = 100, root: str | None = None,
+         skip: Callable[[str, dict], bool] | None = None) -> list[Job]:
+    """The full grid; ``skip(method, task_kwargs)`` drops combinations (e.g. IQL under PO)."""
+    jobs = []
+    for task in tasks or [{}]:
+        for ds in datasets:
+            for m in methods:
+                if skip is not None and skip(m, task):
+                    continue
+                for s in seeds:
+                    jobs.append(Job(m, ds, int(s), domain, _freeze(task), notebook, preset,
+                                    _freeze(overrides), eval_episodes, None if root is None else str(root)))
+    return jobs
+
+
+def _setup(job: Job):
+    from momawb import domains, generate
+    domain = domains.make(job.domain, **dict(job.domain_kwargs))
+    dataset = generate.named_dataset(job.domain, job.dataset, root=job.root)
+    return domain, dataset
+
+
+def _world_model_config(job: Job):
+    from momawb import config as cfg
+    return cfg.load(cfg.section_class("world_model"), job.notebook, job.preset,
+                    job.section_overrides("world_model"), section="world_model")
+
+
+def fit_world_model_job(job: Job, progress: bool = False):
+    """Fit (or load) the world model that MOMA-PPO uses for ``job``'s dataset."""
+    from momawb.runs import Run
+    from momawb.train import dataset_tag
+    from momawb.world_model import load_or_fit
+    domain, dataset = _setup(job)
+    wm_cfg = _world_model_config(job)
+    run = Run(f"{domain.name}/{dataset_tag(dataset)}/world_model", wm_cfg, seed=0, root=job.root,
+              device=getattr(wm_cfg, "device", None))
+    return load_or_fit(dataset, domain, wm_cfg, run, progress=progress)
+
+
+def run_job(job: Job, progress: bool = False, threads: int | None = None) -> dict:
+    """Train and evaluate one job; returns its result row (see `momawb.train.TrainResult`)."""
+    import torch
+    if threads:
+        torch.set_num_threads(threads)
+    from momawb.train import method_config, train
+    domain, dataset = _setup(job)
+    config = method_config(job.method, job.notebook, job.preset, job.section_overrides(job.method))
+    extra: dict[str, Any] = {}
+    if job.method == "moma_ppo" and getattr(config, "mode", "model") == "model":
+        extra["world_model"] = fit_world_model_job(job)
+    t0 = time.time()
+    res = train(job.method, dataset, domain, config, seed=job.seed, root=job.root,
+                eval_episodes=job.eval_episodes, progress=progress, **extra)
+    row = res.to_dict()
+    row.update(dataset=job.dataset, task=job.task, domain=job.domain, job_wall_time=time.time() - t0)
+    if domain.discrete:  # the convention the team converged to: its greedy joint action
+        from momawb.evaluation import evaluate
+        first = evaluate(res.team, domain, episodes=1, record=True).trajectories["actions"][0, 0, :, 0]
+        row["greedy_joint_action"] = first.astype(int).tolist()
+    return row
+
+
+def _wm_jobs(jobs: Sequence[Job]) -> list[Job]:
+    seen, out = set(), []
+    for j in jobs:
+        key = (j.domain, j.dataset, j.notebook, j.preset, j.root, dict(j.overrides).get("world_model"))
+        if j.method == "moma_ppo" and key not in seen:
+            seen.add(key)
+            out.append(j)
+    return out
+
+
+def sweep(jobs: Sequence[Job], backend: str = "local", workers: int | None = None,
+          address: str | None = None, progress: bool = True,
+          on_result: Callable[[dict], None] | None = None) -> list[dict]:
+    """Run ``jobs``; ``backend`` is 'serial', 'local' (process pool) or 'ray'. Rows come back
+    in job order; ``on_result(row)`` sees each as it finishes (live plots)."""
+    if backend not in ("serial", "local", "ray"):
+        raise ValueError(f"backend must be 'serial', 'local' or 'ray', got {backend!r}")
+    jobs = list(jobs)
+    workers = workers or max(1, os.cpu_count() or 1)
+    phases = [(fit_world_model_job, _wm_jobs(jobs), False), (run_job, jobs, True)]
+    rows: list[dict | None] = [None] * len(jobs)
+    for fn, phase_jobs, collect in phases:
+        if not phase_jobs:
+            continue
+        desc = "world models" if fn is fit_world_model_job else "jobs"
+        bar = tqdm(total=len(phase_jobs), desc=desc, disable=not progress)
+
+        def done(i: int, out: Any) -> None:
+            bar.update()
+            if collect:
+                rows[i] = out
+                if on_result is not None:
+                    on_result(out)
+
+        if backend == "serial" or (backend == "local" and (workers == 1 or len(phase_jobs) == 1)):
+            for i, j in enumerate(phase_jobs):
+                done(i, fn(j) if fn is fit_world_model_job else fn(j, threads=None))
+        elif backend == "local":
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            with ProcessPoolExecutor(min(workers, len(phase_jobs)), mp_context=get_context("spawn")) as pool:
+                futs = {pool.submit(_call, fn, j, threads): i for i, j in enumerate(phase_jobs)}
+                for f in as_completed(futs):
+                    done(futs[f], f.result())
+        else:
+            _ray_phase(fn, phase_jobs, address, done)
+        bar.close()
+    return [r for r in rows if r is not None]
+
+
+def _call(fn, job: Job, threads: int):
+    import torch
+    torch.set_num_threads(threads)
+    out = fn(job)
+    return out if fn is run_job else None
+
+
+def _ray_phase(fn, jobs: Sequence[Job], address: str | None, done: Callable[[int, Any], None]) -> None:
+    import ray
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 ignore_reinit_error=True, **({} if address else {"num_cpus": os.cpu_count() or 1}))
+    remote = ray.remote(num_cpus=1)(_call)
+    refs = {remote.remote(fn, j, 1): i for i, j in enumerate(jobs)}
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        for r in ready:
+            done(refs[r], ray.get(r))
+
+
+def write_results(path: str | Path, rows: Sequence[dict], **meta: Any) -> Path:
+    """``results.json``: every row (method, dataset, task, seed, score, curve, config, wall time)
+    plus library versions and ``meta``; tables are built from this file."""
+    import json
+    from momawb.datasets import library_versions
+    from momawb.runs import atomic_write_bytes
+    blob = {"rows": list(rows), "versions": library_versions(), **meta}
+    path = Path(path)
+    atomic_write_bytes(path, json.dumps(blob, indent=1, default=str).encode())
+    return path
+
+
+def read_results(path: str | Path) -> dict:
+    import json
+    return json.loads(Path(path).read_text())
