@@ -21,8 +21,6 @@ The dataset's score (Table 1) is the mean reward per round.
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
@@ -55,14 +53,16 @@ class CoordinationGameEnv(ParallelEnv):
         self._t = 0
         self._last: dict | None = None
         self.state_space = spaces.Box(1.0, 1.0, (1,), np.float32)
+        # built once per env (the API test wants the same object on every call; an lru_cache
+        # on the methods would keep every env ever made alive)
+        self._obs_spaces = {a: spaces.Box(1.0, 1.0, (1,), np.float32) for a in self.possible_agents}
+        self._act_spaces = {a: spaces.Discrete(2) for a in self.possible_agents}
 
-    @functools.lru_cache(maxsize=None)
     def observation_space(self, agent: str) -> spaces.Box:
-        return spaces.Box(1.0, 1.0, (1,), np.float32)
+        return self._obs_spaces[agent]
 
-    @functools.lru_cache(maxsize=None)
     def action_space(self, agent: str) -> spaces.Discrete:
-        return spaces.Discrete(2)
+        return self._act_spaces[agent]
 
     def state(self) -> np.ndarray:
         return np.ones(1, np.float32)
