@@ -1,0 +1,561 @@
+"""MOMA-PPO: MAPPO trained on short rollouts of a learned world model (PAPER.md sections 3-4).
+
+Barde et al., "A Model-Based Solution to the Offline Multi-Agent RL Coordination Problem",
+AAMAS 2024, Algorithm 1. Each learning iteration
+
+1. samples b start histories from the dataset (a dataset state with its real past, PAPER.md
+   section 4; `momawb.datasets.AgentViews.history`);
+2. rolls them out for at most k steps in a model env, batched over rollouts and agents:
+   decentralised actions a^i ~ pi_i(.|h^i), one model step for the whole batch, reward
+   ``r_bar - lambda_r eps_r - lambda_g eps_g`` (or MOPO's aleatoric penalty), a *timeout* at
+   step k or the first time ``eps_g >= l_eps`` (tested before any clamping), terminals from the
+   model's vote, histories slid with the agents' own (o, a) pairs;
+3. computes timeout-aware GAE (section 3) over the (b, k) arrays with a k-step reverse scan;
+4. runs the MAPPO update: joint ratio, clip, QMIX-style value, automatic entropy coefficient,
+   action penalty.
+
+Model envs (`momawb.model_env`): the learned world model (``mode="model"``), the ground-truth
+simulator restarted from dataset states (``"simulator"``, Table 5), or the real env
+(``"online"``: plain MAPPO on ``n_envs`` PettingZoo envs in lockstep, used to train the
+Reacher expert teams). All three fill the same `Rollouts` (b, k) layout.
+
+Borrowed: `nets.AgentEncoder` / `AgentPolicy` / `AgentMLP` / `Mixer` / `PolicyTeam`,
+`runs.train_loop` (resume, NaN guard, tqdm, logs, eval), `evaluation.evaluate`.
+
+Choices where the paper is silent, and deviations from the released code
+(`reference/official-code-notes.md`):
+
+* one batch of b rollouts per iteration (b = transitions_per_update / k by default); when
+  rollouts end early the update sees fewer than 2000 transitions (the released code draws
+  extra start states until it has 2000);
+* eps_r and eps_g are clamped to l_eps only for the penalty, after the timeout test (the
+  released code clamps first, so its adaptive rollouts never fire);
+* value targets are the section-3 returns (bootstrapped only at timeouts); plain MSE value
+  loss (no value clipping); the mixer sees the raw global state;
+* the action penalty is taken on the policy mean (as the released code), weighted by
+  max(ratio, clipped ratio); actions are clipped to ``action_bound`` before the env step and the
+  unclipped sample is kept for log-probs and histories (as `evaluation.evaluate` does);
+* entropy_target defaults to -4 (paper's Reacher value; -6 for Ant; released code -2). For
+  discrete actions the joint entropy is always above such targets, so alpha stays 0;
+* minibatch size 256 (paper) rather than the released code's 64;
+* online mode keeps its envs across iterations; a resumed online run restarts them at fresh
+  episodes (model and simulator runs resume bit-identically on CPU).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+from torch import nn
+
+from momawb.config import Config, ConfigError, param, register
+from momawb.evaluation import evaluate
+from momawb.model_env import SimulatorEnv, StepOut
+from momawb.nets import AgentEncoder, AgentMLP, AgentPolicy, Mixer, PolicyTeam
+from momawb.runs import Run, iterate_minibatches, pick_device, train_loop
+
+__all__ = ["MomaPPOConfig", "MomaPPOAgents", "Rollouts", "sample_starts", "model_rollouts",
+           "OnlineCollector", "timeout_gae", "ppo_loss", "MomaPPO", "train"]
+
+MAX_LOG_RATIO = 20.0  # numerical guard on log(pi_new/pi_old) before exp (released code: 10)
+
+
+# ============================================================================ config
+@register("moma_ppo")
+@dataclass
+class MomaPPOConfig(Config):
+    """MOMA-PPO / MAPPO. Defaults are the paper's values (PAPER.md section 3) unless noted."""
+
+    # --- environment the agents learn in
+    mode: str = param("model", "'model': learned world model; 'simulator': ground-truth simulator from "
+                      "dataset states (Table 5); 'online': the real env (plain MAPPO)",
+                      choices=("model", "simulator", "online"))
+    # --- rollouts (Algorithm 1)
+    horizon: int = param(10, "k, maximum model-rollout length (paper ablations: 5-50 equal)", ge=1)
+    transitions_per_update: int = param(2000, "transitions generated between two MAPPO updates", ge=1)
+    rollout_batch: int = param(0, "b, parallel rollouts per iteration; 0 = ceil(transitions_per_update / "
+                               "horizon) = 200", ge=0)
+    n_envs: int = param(10, "online mode: real envs stepped in lockstep (segment = transitions / n_envs)",
+                        ge=1)
+    lambda_r: float = param(0.05, "lambda_r, weight of eps_r (paper: not given; released code 0.05)", ge=0)
+    lambda_g: float = param(0.1, "lambda_g, weight of eps_g (paper: not given; released code 0.1)", ge=0)
+    l_eps: float = param(2.0, "l_eps: a rollout times out when eps_g >= l_eps; penalties are clamped to "
+                         "it; 'inf' = no adaptive rollouts (released code default 2)", gt=0)
+    penalty: str = param("epistemic", "'epistemic' (MOMA-PPO) or 'aleatoric' (MOPO, ablation)",
+                         choices=("epistemic", "aleatoric"))
+    aleatoric_coef: float = param(1.0, "MOPO penalty coefficient (ablation: 1 or 5)", ge=0)
+    action_bound: float = param(1.0, "actions are clipped to +-bound before the env step; the action "
+                                "penalty acts beyond it", gt=0)
+    # --- networks
+    hidden: tuple[int, ...] = param((256, 256), "hidden sizes of policy, per-agent value and mixer MLPs", ge=1)
+    memory: bool = param(False, "attention memory over the last memory_length (o, a) pairs (section 4)")
+    memory_length: int = param(10, "L, history length of the memory", ge=1)
+    embed_dim: int = param(128, "e_h, memory embedding size (section 4)", ge=1)
+    # --- optimisation
+    steps: int = param(100_000, "learning iterations (rollouts + update); paper 1e5", ge=1)
+    lr: float = param(5e-5, "Adam lr of policies, values and mixer (tuned on online halfcheetah)", gt=0)
+    memory_lr: float = param(1e-4, "Adam lr of the memory module (section 4)", gt=0)
+    gamma: float = param(0.99, "discount", ge=0, le=1)
+    gae_lambda: float = param(0.98, "GAE lambda", ge=0, le=1)
+    clip: float = param(0.2, "PPO ratio clip", gt=0)
+    epochs: int = param(5, "passes over the rollouts per update", ge=1)
+    batch_size: int = param(256, "minibatch size", ge=1)
+    value_coef: float = param(0.5, "critic loss coefficient", ge=0)
+    grad_clip: float = param(1.0, "global gradient-norm clip", gt=0)
+    normalize_advantages: bool = param(True, "standardise advantages over the rollout buffer")
+    entropy_target: float = param(-4.0, "target of the joint entropy estimate (paper: -4 Reacher, -6 Ant)")
+    alpha_lr: float = param(1e-3, "step of alpha += alpha_lr * (target - entropy), alpha >= 0", ge=0)
+    alpha_init: float = param(0.0, "initial entropy coefficient (released code: 0)", ge=0)
+    action_penalty_coef: float = param(1.0, "weight of sum_dims max(|mean| - bound, 0)^2 (continuous)", ge=0)
+    # --- evaluation, logging, checkpoints
+    eval_every: int = param(50, "iterations between greedy evaluations in the real env (paper 50)", ge=0)
+    eval_episodes: int = param(5, "episodes per periodic evaluation (paper 5)", ge=1)
+    log_every: int = param(10, "iterations between metric rows", ge=0)
+    checkpoint_every: int = param(500, "iterations between checkpoints", ge=0)
+    device: str = param("auto", "'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1'")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mode == "online" and self.transitions_per_update < self.n_envs:
+            raise ConfigError(f"MomaPPOConfig: transitions_per_update={self.transitions_per_update} < n_envs="
+                              f"{self.n_envs}; raise transitions_per_update or lower n_envs")
+
+    @property
+    def n_rollouts(self) -> int:
+        """b: parallel model rollouts per iteration."""
+        return self.rollout_batch or math.ceil(self.transitions_per_update / self.horizon)
+
+    @property
+    def segment_length(self) -> int:
+        """Online mode: steps per env per iteration."""
+        return max(1, self.transitions_per_update // self.n_envs)
+
+
+# ============================================================================ networks
+class MomaPPOAgents(nn.Module):
+    """Per-agent policies and values on a shared encoder, plus the QMIX-style mixer.
+
+    ``x = encoder(obs (B.., N, O), hist (B.., N, L, F) | None) -> (B.., N, D)``;
+    ``policy``: `nets.AgentPolicy` on x; ``value(x, states (B.., S)) -> (B..,)`` =
+    ``sum_i w_i(s) V_i(x^i) + b(s)`` (section 3). Policy and value share the memory module.
+    """
+
+    def __init__(self, domain, cfg: MomaPPOConfig):
+        super().__init__()
+        n = domain.n_agents
+        self.feature_dim = domain.obs_dim + (domain.n_actions if domain.discrete else domain.act_dim)
+        self.encoder = AgentEncoder(n, domain.obs_dim, self.feature_dim, cfg.memory, cfg.memory_length,
+                                    cfg.embed_dim)
+        self.policy = AgentPolicy(n, self.encoder.out_dim, domain.act_dim, domain.n_actions, cfg.hidden)
+        self.values = AgentMLP(n, self.encoder.out_dim, 1, cfg.hidden)
+        self.mixer = Mixer(domain.state_dim, n, cfg.hidden)
+
+    def value(self, x: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        return self.mixer(self.values(x)[..., 0], states)
+
+    def team(self) -> PolicyTeam:
+        return PolicyTeam(self.encoder, self.policy)
+
+
+def history_rows(domain, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """A history row per agent, [o, action features] (as `evaluation.action_features`)."""
+    if domain.discrete:
+        feat = nn.functional.one_hot(actions[..., 0].long(), domain.n_actions).to(obs.dtype)
+    else:
+        feat = actions.to(obs.dtype)
+    return torch.cat([obs, feat], -1)
+
+
+def slide(hist: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor | None:
+    """(B, N, L, F) window slid by one (B, N, F) row: oldest out, newest last."""
+    return None if hist is None else torch.cat([hist[:, :, 1:], rows[:, :, None]], 2)
+
+
+# ============================================================================ rollouts
+@dataclass
+class Rollouts:
+    """b rollouts of at most k steps, as (b, k, ...) tensors; ``alive`` marks real transitions.
+
+    ``not_terminal`` is f (0: s' absorbing), ``not_timeout`` is tau (0: the rollout was cut
+    after this step and bootstraps from V(s')). Histories are None without memory.
+    """
+
+    states: torch.Tensor        # (b, k, S)
+    next_states: torch.Tensor   # (b, k, S)
+    hist: torch.Tensor | None   # (b, k, N, L, F)
+    next_hist: torch.Tensor | None
+    actions: torch.Tensor       # (b, k, N, act_dim), unclipped samples
+    logp: torch.Tensor          # (b, k) joint log-prob at collection
+    rewards: torch.Tensor       # (b, k) penalised reward r_tilde
+    raw_rewards: torch.Tensor   # (b, k) r_bar
+    penalty: torch.Tensor       # (b, k)
+    eps_g: torch.Tensor         # (b, k) unclamped
+    not_terminal: torch.Tensor  # (b, k) float
+    not_timeout: torch.Tensor   # (b, k) float
+    alive: torch.Tensor         # (b, k) bool
+
+    @staticmethod
+    def stack(steps: list[dict]) -> "Rollouts":
+        return Rollouts(**{f.name: (None if steps[0][f.name] is None else torch.stack([s[f.name] for s in steps], 1))
+                           for f in fields(Rollouts)})
+
+    def stats(self) -> dict[str, float]:
+        a = self.alive.float()
+        n = a.sum().clamp(min=1)
+        lengths = a.sum(1)
+        last = (lengths.long() - 1).clamp(min=0)[:, None]
+        ended_term = (1 - self.not_terminal.gather(1, last))[:, 0]
+        k = self.alive.shape[1]
+        early = ((lengths < k) & (ended_term == 0)).float()   # cut by uncertainty before step k
+        return {"rollout/return": float((self.raw_rewards * a).sum(1).mean()),
+                "rollout/penalised_return": float((self.rewards * a).sum(1).mean()),
+                "rollout/reward": float((self.raw_rewards * a).sum() / n),
+                "rollout/penalty": float((self.penalty * a).sum() / n),
+                "rollout/eps_g": float((self.eps_g * a).sum() / n),
+                "rollout/length": float(lengths.mean()),
+                "rollout/timeout_frac": float(early.mean()),
+                "rollout/terminal_frac": float(ended_term.mean()),
+                "rollout/transitions": float(n)}
+
+
+def sample_starts(dataset, domain, n: int, rng: np.random.Generator, device: torch.device,
+                  memory_length: int = 0, with_sim_state: bool = False) -> dict:
+    """n dataset states, uniformly, with their real past (and qpos/qvel for the simulator)."""
+    idx = rng.integers(0, len(dataset), n)
+    out = {"states": torch.as_tensor(dataset.observations[idx], device=device), "hist": None,
+           "qpos": None, "qvel": None}
+    if memory_length:
+        views = dataset.agent_views(domain, memory_length)
+        out["hist"] = torch.as_tensor(views.history(idx), device=device)
+    if with_sim_state and dataset.qpos is not None:
+        out["qpos"] = torch.as_tensor(dataset.qpos[idx], dtype=torch.float64, device=device)
+        out["qvel"] = torch.as_tensor(dataset.qvel[idx], dtype=torch.float64, device=device)
+    return out
+
+
+def penalised_reward(out: StepOut, cfg: MomaPPOConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """r_tilde = r_bar - lambda_r min(eps_r, l_eps) - lambda_g min(eps_g, l_eps) (or MOPO's)."""
+    if cfg.penalty == "epistemic":
+        pen = cfg.lambda_r * out.eps_r.clamp(max=cfg.l_eps) + cfg.lambda_g * out.eps_g.clamp(max=cfg.l_eps)
+    else:
+        pen = cfg.aleatoric_coef * out.aleatoric
+    return out.rewards - pen, pen
+
+
+@torch.no_grad()
+def model_rollouts(agents: MomaPPOAgents, env, domain, start: dict, cfg: MomaPPOConfig) -> Rollouts:
+    """Algorithm 1's inner loop: k batched model steps from ``start`` (see `sample_starts`).
+
+    ``env.step(states (B, S), actions (B, N, act_dim), generator, [qpos, qvel]) -> StepOut``.
+    One policy forward and one env step per step for all b rollouts and agents. Ended rollouts
+    keep their state (frozen) and are masked out by ``alive``.
+    """
+    states, hist, qpos, qvel = start["states"], start["hist"], start["qpos"], start["qvel"]
+    b, k = states.shape[0], cfg.horizon
+    alive = torch.ones(b, dtype=torch.bool, device=states.device)
+    steps = []
+    for j in range(k):
+        obs = domain.observe(states)                                   # (b, N, O)
+        actions, logp = agents.policy.sample(agents.encoder(obs, hist))
+        env_actions = actions if domain.discrete else actions.clamp(-cfg.action_bound, cfg.action_bound)
+        sim = {} if qpos is None else {"qpos": qpos, "qvel": qvel}
+        out = env.step(states, env_actions, None, **sim)
+        timeout = out.eps_g >= cfg.l_eps                                # before any clamping
+        if j == k - 1:
+            timeout = torch.ones_like(timeout)
+        reward, pen = penalised_reward(out, cfg)
+        not_term = out.not_terminal.bool()
+        next_hist = slide(hist, history_rows(domain, obs, actions))
+        steps.append(dict(states=states, next_states=out.next_states, hist=hist, next_hist=next_hist,
+                          actions=actions, logp=logp.sum(-1), rewards=reward, raw_rewards=out.rewards,
+                          penalty=pen, eps_g=out.eps_g, not_terminal=not_term.float(),
+                          not_timeout=(~timeout).float(), alive=alive))
+        alive = alive & not_term & ~timeout
+        keep = alive[:, None]
+        states = torch.where(keep, out.next_states, states)
+        if hist is not None:
+            hist = torch.where(keep[:, :, None, None], next_hist, hist)
+        if qpos is not None and out.qpos is not None:
+            qpos, qvel = torch.where(keep, out.qpos, qpos), torch.where(keep, out.qvel, qvel)
+    return Rollouts.stack(steps)
+
+
+class OnlineCollector:
+    """Plain MAPPO data: ``n_envs`` real PettingZoo envs stepped in lockstep (``mode='online'``).
+
+    Each iteration collects a segment of ``segment_length`` steps per env into the (b, k)
+    layout (b = n_envs): truncation and the segment's end are timeouts (bootstrap), real
+    terminations are terminals. Envs and histories persist across iterations.
+    """
+
+    def __init__(self, domain, cfg: MomaPPOConfig, rng: np.random.Generator, device: torch.device):
+        self.domain, self.cfg, self.rng, self.device = domain, cfg, rng, device
+        self.envs = [domain.make_env() for _ in range(cfg.n_envs)]
+        self.L = cfg.memory_length if cfg.memory else 0
+        feat = domain.obs_dim + (domain.n_actions if domain.discrete else domain.act_dim)
+        self.hist = torch.zeros(cfg.n_envs, domain.n_agents, self.L, feat, device=device) if self.L else None
+        self.ep_return = np.zeros(cfg.n_envs)
+        self.finished: list[float] = []
+        for e in range(cfg.n_envs):
+            self._reset(e)
+
+    def _reset(self, e: int) -> None:
+        self.envs[e].reset(seed=int(self.rng.integers(2**31 - 1)))
+        self.ep_return[e] = 0.0
+
+    def _states(self) -> torch.Tensor:
+        return torch.as_tensor(np.stack([env.state() for env in self.envs]).astype(np.float32), device=self.device)
+
+    @torch.no_grad()
+    def collect(self, agents: MomaPPOAgents) -> Rollouts:
+        d, cfg, steps = self.domain, self.cfg, []
+        n, T = cfg.n_envs, cfg.segment_length
+        states = self._states()
+        for t in range(T):
+            obs = d.observe(states)
+            actions, logp = agents.policy.sample(agents.encoder(obs, self.hist))
+            env_act = actions if d.discrete else actions.clamp(-cfg.action_bound, cfg.action_bound)
+            env_act = env_act.cpu().numpy()
+            rew, term, trunc = np.zeros(n, np.float32), np.zeros(n, bool), np.zeros(n, bool)
+            for e, env in enumerate(self.envs):   # PettingZoo envs step one at a time
+                agents_e = list(env.agents)
+                a = {ag: (int(env_act[e, i, 0]) if d.discrete else env_act[e, i]) for i, ag in enumerate(agents_e)}
+                _, r, te, tr, _ = env.step(a)
+                rew[e], term[e] = r[agents_e[0]], te[agents_e[0]]
+                trunc[e] = tr[agents_e[0]] or (not env.agents and not term[e])
+            next_states = self._states()
+            next_hist = slide(self.hist, history_rows(d, obs, actions))
+            timeout = trunc | (t == T - 1)
+            self.ep_return += rew
+            steps.append(dict(states=states, next_states=next_states, hist=self.hist, next_hist=next_hist,
+                              actions=actions, logp=logp.sum(-1), rewards=torch.as_tensor(rew, device=self.device),
+                              raw_rewards=torch.as_tensor(rew, device=self.device),
+                              penalty=torch.zeros(n, device=self.device), eps_g=torch.zeros(n, device=self.device),
+                              not_terminal=torch.as_tensor(~term, device=self.device).float(),
+                              not_timeout=torch.as_tensor(~timeout, device=self.device).float(),
+                              alive=torch.ones(n, dtype=torch.bool, device=self.device)))
+            done = term | trunc
+            for e in np.flatnonzero(done):
+                self.finished.append(float(self.ep_return[e]))
+                self._reset(e)
+            if next_hist is not None:   # a new episode starts with an empty (zero) history
+                keep = torch.as_tensor(~done, device=self.device).float()[:, None, None, None]
+                next_hist = next_hist * keep
+            self.hist = next_hist
+            states = self._states() if done.any() else next_states
+        return Rollouts.stack(steps)
+
+    def pop_episode_returns(self) -> list[float]:
+        out, self.finished = self.finished, []
+        return out
+
+
+# ============================================================================ GAE with timeouts
+def timeout_gae(rewards: torch.Tensor, values: torch.Tensor, next_values: torch.Tensor,
+                not_terminal: torch.Tensor, not_timeout: torch.Tensor, gamma: float,
+                lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns and advantages of PAPER.md section 3, vectorised over rollouts: all (b, k).
+
+    At a timeout (tau = 0) the return bootstraps with V(s') and the advantage restarts from the
+    TD error; at a terminal (f = 0) nothing flows back. A reverse scan over the k steps.
+    """
+    b, k = rewards.shape
+    returns, advantages = torch.empty_like(rewards), torch.empty_like(rewards)
+    ret = next_values[:, -1] * not_terminal[:, -1]
+    adv = torch.zeros_like(ret)
+    for t in range(k - 1, -1, -1):
+        f, tau, v_next = not_terminal[:, t], not_timeout[:, t], next_values[:, t]
+        ret = rewards[:, t] + gamma * f * (ret * tau + (1 - tau) * v_next * f)
+        delta = rewards[:, t] + gamma * v_next * f - values[:, t]
+        adv = delta + gamma * lam * adv * f * tau
+        returns[:, t], advantages[:, t] = ret, adv
+    return returns, advantages
+
+
+# ============================================================================ MAPPO loss
+def joint_log_prob(policy: AgentPolicy, dist, actions: torch.Tensor) -> torch.Tensor:
+    """sum_i log pi_i(a^i | x^i): (B, N, act_dim) -> (B,)."""
+    if policy.discrete:
+        return dist.log_prob(actions[..., 0].long()).sum(-1)
+    return dist.log_prob(actions).sum((-1, -2))
+
+
+def ppo_loss(agents: MomaPPOAgents, mb: dict, alpha: float, cfg: MomaPPOConfig,
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """MAPPO loss on one minibatch (section 3): clipped surrogate on the joint ratio, value MSE,
+    -alpha H with H = min(E[-r log pi], E[-clip(r) log pi]), action penalty weighted by
+    max(r, clip(r)). ``mb``: obs (B, N, O), hist, states (B, S), actions, old_logp, adv, returns."""
+    x = agents.encoder(mb["obs"], mb["hist"])
+    dist = agents.policy.distribution(x)
+    logp = joint_log_prob(agents.policy, dist, mb["actions"])
+    log_ratio = (logp - mb["old_logp"]).clamp(max=MAX_LOG_RATIO)
+    ratio = log_ratio.exp()
+    clipped = ratio.clamp(1 - cfg.clip, 1 + cfg.clip)
+    policy_loss = -torch.min(ratio * mb["adv"], clipped * mb["adv"]).mean()
+    entropy = torch.min(-(ratio * logp).mean(), -(clipped * logp).mean())
+    value_loss = (agents.value(x, mb["states"]) - mb["returns"]).pow(2).mean()
+    action_pen = torch.zeros((), device=x.device)
+    if not agents.policy.discrete:
+        excess = (dist.mean.abs() - cfg.action_bound).clamp(min=0).pow(2).sum((-1, -2))   # (B,)
+        action_pen = (torch.max(ratio, clipped) * excess).mean()
+    loss = policy_loss + cfg.value_coef * value_loss - alpha * entropy + cfg.action_penalty_coef * action_pen
+    with torch.no_grad():
+        stats = {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
+                 "action_penalty": action_pen, "approx_kl": ((ratio - 1) - log_ratio).mean(),
+                 "clip_frac": ((ratio - 1).abs() > cfg.clip).float().mean()}
+        stats = {k: v.detach() for k, v in stats.items()}
+    return loss, stats
+
+
+# ============================================================================ the algorithm
+class MomaPPO:
+    """Networks, the optimiser (memory at its own lr), alpha and counters; `update` = MAPPO."""
+
+    def __init__(self, domain, cfg: MomaPPOConfig, device: torch.device):
+        self.domain, self.cfg, self.device = domain, cfg, device
+        self.agents = MomaPPOAgents(domain, cfg).to(device)
+        memory = self.agents.encoder.memory
+        mem_ids = {id(p) for p in memory.parameters()} if memory is not None else set()
+        groups = [{"params": [p for p in self.agents.parameters() if id(p) not in mem_ids], "lr": cfg.lr}]
+        if mem_ids:
+            groups.append({"params": list(memory.parameters()), "lr": cfg.memory_lr})
+        self.opt = torch.optim.Adam(groups)
+        self.alpha = float(cfg.alpha_init)
+        self.iterations, self.transitions = 0, 0
+
+    def state_dict(self) -> dict:
+        return {"agents": self.agents.state_dict(), "opt": self.opt.state_dict(), "alpha": self.alpha,
+                "iterations": self.iterations, "transitions": self.transitions}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.agents.load_state_dict(state["agents"])
+        self.opt.load_state_dict(state["opt"])
+        self.alpha, self.iterations, self.transitions = state["alpha"], state["iterations"], state["transitions"]
+
+    @torch.no_grad()
+    def _flatten(self, ro: Rollouts) -> dict:
+        """Alive transitions with old values, returns and advantages, as flat (M, ...) tensors."""
+        b, k = ro.alive.shape
+        flat = lambda t: None if t is None else t.reshape(b * k, *t.shape[2:])  # noqa: E731
+        d = self.domain
+        values = self.agents.value(self.agents.encoder(d.observe(flat(ro.states)), flat(ro.hist)), flat(ro.states))
+        next_values = self.agents.value(self.agents.encoder(d.observe(flat(ro.next_states)), flat(ro.next_hist)),
+                                        flat(ro.next_states))
+        values, next_values = values.reshape(b, k), next_values.reshape(b, k)
+        returns, adv = timeout_gae(ro.rewards, values, next_values, ro.not_terminal, ro.not_timeout,
+                                   self.cfg.gamma, self.cfg.gae_lambda)
+        m = ro.alive.reshape(-1)
+        states = flat(ro.states)[m]
+        out = {"states": states, "obs": d.observe(states), "hist": None if ro.hist is None else flat(ro.hist)[m],
+               "actions": flat(ro.actions)[m], "old_logp": flat(ro.logp)[m], "returns": flat(returns)[m],
+               "adv": flat(adv)[m], "values": flat(values)[m]}
+        if self.cfg.normalize_advantages and len(out["adv"]) > 1:
+            out["adv"] = (out["adv"] - out["adv"].mean()) / (out["adv"].std() + 1e-8)
+        return out
+
+    def update(self, ro: Rollouts, rng: np.random.Generator) -> dict[str, float]:
+        """5 epochs of minibatch MAPPO on the rollouts; alpha steps after every minibatch."""
+        cfg, data = self.cfg, self._flatten(ro)
+        n = len(data["states"])
+        params = [p for g in self.opt.param_groups for p in g["params"]]
+        sums: dict[str, float] = {}
+        count = 0
+        for _ in range(cfg.epochs):
+            for idx in iterate_minibatches(n, cfg.batch_size, rng):
+                idx_t = torch.as_tensor(idx, device=self.device)
+                mb = {key: (None if v is None else v[idx_t]) for key, v in data.items()}
+                loss, stats = ppo_loss(self.agents, mb, self.alpha, cfg)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                stats["grad_norm"] = nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                self.opt.step()
+                self.alpha = max(0.0, self.alpha + cfg.alpha_lr * (cfg.entropy_target - float(stats["entropy"])))
+                for key, v in stats.items():
+                    sums[key] = sums.get(key, 0.0) + float(v)
+                count += 1
+        self.iterations += 1
+        self.transitions += n
+        ret, val = data["returns"], data["values"]
+        var = ret.var() if n > 1 else torch.zeros(())
+        ev = float(1 - (ret - val).var() / var) if n > 1 and var > 0 else 0.0
+        out = {f"train/{k}": v / max(count, 1) for k, v in sums.items()}
+        out.update({"train/alpha": self.alpha, "train/explained_variance": ev, "train/value_target": float(ret.mean()),
+                    "train/transitions_total": float(self.transitions)})
+        return out
+
+
+# ============================================================================ the loop
+def train(config: MomaPPOConfig, dataset, domain, run: Run, *, progress: bool = True, world_model=None,
+          **extra) -> PolicyTeam:
+    """Train MOMA-PPO (or online MAPPO) and return the decentralised team.
+
+    ``mode='model'`` needs ``world_model`` (``momawb.world_model.load_or_fit``); ``'simulator'``
+    restarts ``domain.simulator()`` from dataset states; ``'online'`` needs no dataset.
+    Resumes from ``run``'s checkpoint; logs every ``log_every`` iterations; evaluates greedily in
+    the real env every ``eval_every`` iterations (``eval/score``).
+    """
+    if extra:
+        raise TypeError(f"moma_ppo.train got unexpected argument(s) {sorted(extra)}")
+    cfg = config
+    device = run.device if cfg.device == "auto" else pick_device(cfg.device)
+    if cfg.mode == "model":
+        if world_model is None:
+            raise ValueError("MOMA-PPO with mode='model' needs a learned world model: fit or load one with "
+                             "momawb.world_model.load_or_fit(dataset, domain, WorldModelConfig(), run) and pass "
+                             "train(..., world_model=wm); or set mode='simulator' (ground truth) or 'online'")
+        env = world_model
+    elif cfg.mode == "simulator":
+        env = SimulatorEnv(domain, device)
+    if cfg.mode != "online" and dataset is None:
+        raise ValueError(f"mode={cfg.mode!r} starts rollouts from dataset states: pass a dataset "
+                         "(or use mode='online')")
+    algo = MomaPPO(domain, cfg, device)
+    collector = OnlineCollector(domain, cfg, run.np_rng, device) if cfg.mode == "online" else None
+    model_env = _OnDevice(env, getattr(env, "device", device), device) if cfg.mode != "online" else None
+    L = cfg.memory_length if cfg.memory else 0
+
+    def update(step: int) -> dict[str, float]:
+        t0 = time.perf_counter()
+        if collector is not None:
+            ro = collector.collect(algo.agents)
+        else:
+            start = sample_starts(dataset, domain, cfg.n_rollouts, run.np_rng, device, L,
+                                  with_sim_state=cfg.mode == "simulator")
+            ro = model_rollouts(algo.agents, model_env, domain, start, cfg)
+        t1 = time.perf_counter()
+        metrics = {**ro.stats(), **algo.update(ro, run.np_rng)}
+        t2 = time.perf_counter()
+        metrics.update({"time/rollout_s": t1 - t0, "time/update_s": t2 - t1})
+        if collector is not None:
+            finished = collector.pop_episode_returns()
+            if finished:
+                metrics["online/episode_return"] = float(np.mean(finished))
+        return metrics
+
+    def evaluate_fn(step: int) -> dict[str, float]:
+        return evaluate(algo.agents.team(), domain, episodes=cfg.eval_episodes, seed=10_101 + run.seed,
+                        device=device).summary()
+
+    train_loop(run, algo, cfg.steps, update, log_every=cfg.log_every, eval_every=cfg.eval_every,
+               evaluate=evaluate_fn, checkpoint_every=cfg.checkpoint_every, desc=f"moma-ppo[{cfg.mode}]",
+               progress=progress)
+    return algo.agents.team()
+
+
+class _OnDevice:
+    """Calls a model env on its own device and brings the `StepOut` back to the agents' device."""
+
+    def __init__(self, env, env_device: torch.device, device: torch.device):
+        self.env, self.same = env, torch.device(env_device) == torch.device(device)
+        self.env_device, self.device = torch.device(env_device), torch.device(device)
+
+    def step(self, states, actions, generator=None, **sim) -> StepOut:
+        if self.same:
+            return self.env.step(states, actions, generator, **sim)
+        to = lambda t, dev: None if t is None else t.to(dev)  # noqa: E731
+        out = self.env.step(to(states, self.env_device), to(actions, self.env_device), generator,
+                            **{k: to(v, self.env_device) for k, v in sim.items()})
+        return StepOut(**{f.name: to(getattr(out, f.name), self.device) for f in fields(StepOut)})
