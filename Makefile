@@ -12,7 +12,7 @@ export JUPYTER_DATA_DIR := $(JHOME)/data
 export JUPYTER_RUNTIME_DIR := $(JHOME)/runtime
 export IPYTHONDIR := $(JHOME)/ipython
 
-.PHONY: setup test test-fast run bench clean
+.PHONY: setup test test-fast run bench clean refs
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -39,3 +39,11 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) $(JHOME) .pytest_cache
+
+# re-execute the notebooks' nbval references (ci preset), keeping outputs and counts
+refs: setup
+	mkdir -p tests/ref $(JHOME)
+	for nb in notebooks/*.ipynb; do \
+	  $(BIN)/papermill $$nb tests/ref/$$(basename $$nb) -k python3 --no-progress-bar && \
+	  $(BIN)/nbstripout --keep-output --keep-count --extra-keys "metadata.papermill cell.metadata.papermill metadata.jupytext metadata.widgets" tests/ref/$$(basename $$nb) || exit 1; \
+	done

@@ -63,9 +63,17 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(int(seed))
 
 
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
 def outputs_root(root: str | os.PathLike | None = None) -> Path:
-    """The outputs folder: ``root``, else ``$MOMAWB_OUTPUTS``, else ``./outputs``."""
-    return Path(root or os.environ.get("MOMAWB_OUTPUTS") or "outputs").resolve()
+    """The outputs folder: ``root``, else ``$MOMAWB_OUTPUTS``, else the checkout's ``outputs/``
+    (momawb installed from a clone, wherever a notebook's kernel starts), else ``./outputs``."""
+    if root or os.environ.get("MOMAWB_OUTPUTS"):
+        return Path(root or os.environ["MOMAWB_OUTPUTS"]).expanduser().resolve()
+    if (_CHECKOUT / "pyproject.toml").exists() and (_CHECKOUT / "momawb").is_dir():
+        return _CHECKOUT / "outputs"
+    return Path("outputs").resolve()
 
 
 def _jsonable(obj: Any) -> Any:

@@ -39,6 +39,7 @@ class Job:
     overrides: tuple = ()              # (section, ((key, value), ...)) pairs
     eval_episodes: int = 100
     root: str | None = None
+    data_seed: int | None = None       # None: the dataset's default; else a fresh sample per seed
 
     @property
     def task(self) -> str:
@@ -55,8 +56,12 @@ def _freeze(d: dict | None) -> tuple:
 def grid(methods: Sequence[str], datasets: Sequence[str], seeds: Iterable[int], domain: str = "game",
          tasks: Sequence[dict] | None = None, notebook: str | None = None, preset: str | None = None,
          overrides: dict[str, dict] | None = None, eval_episodes: int = 100, root: str | None = None,
-         skip: Callable[[str, dict], bool] | None = None) -> list[Job]:
-    """The full grid; ``skip(method, task_kwargs)`` drops combinations (e.g. IQL under PO)."""
+         skip: Callable[[str, dict], bool] | None = None, resample_data: bool = False) -> list[Job]:
+    """The full grid; ``skip(method, task_kwargs)`` drops combinations (e.g. IQL under PO).
+
+    ``resample_data=True`` collects a fresh dataset for every seed (dataset seed = run seed), so
+    the spread over seeds includes the data-collection noise (the game: which convention a
+    finite random dataset happens to favour)."""
     jobs = []
     for task in tasks or [{}]:
         for ds in datasets:
@@ -65,14 +70,16 @@ def grid(methods: Sequence[str], datasets: Sequence[str], seeds: Iterable[int], 
                     continue
                 for s in seeds:
                     jobs.append(Job(m, ds, int(s), domain, _freeze(task), notebook, preset,
-                                    _freeze(overrides), eval_episodes, None if root is None else str(root)))
+                                    _freeze(overrides), eval_episodes, None if root is None else str(root),
+                                    int(s) if resample_data else None))
     return jobs
 
 
 def _setup(job: Job):
     from momawb import domains, generate
     domain = domains.make(job.domain, **dict(job.domain_kwargs))
-    dataset = generate.named_dataset(job.domain, job.dataset, root=job.root)
+    seed = {} if job.data_seed is None else {"seed": job.data_seed}
+    dataset = generate.named_dataset(job.domain, job.dataset, root=job.root, **seed)
     return domain, dataset
 
 
@@ -99,7 +106,7 @@ def run_job(job: Job, progress: bool = False, threads: int | None = None) -> dic
     import torch
     if threads:
         torch.set_num_threads(threads)
-    from momawb.train import method_config, train
+    from momawb.train import dataset_tag, method_config, train
     domain, dataset = _setup(job)
     config = method_config(job.method, job.notebook, job.preset, job.section_overrides(job.method))
     extra: dict[str, Any] = {}
@@ -109,7 +116,8 @@ def run_job(job: Job, progress: bool = False, threads: int | None = None) -> dic
     res = train(job.method, dataset, domain, config, seed=job.seed, root=job.root,
                 eval_episodes=job.eval_episodes, progress=progress, **extra)
     row = res.to_dict()
-    row.update(dataset=job.dataset, task=job.task, domain=job.domain, job_wall_time=time.time() - t0)
+    row.update(dataset=job.dataset, task=job.task, domain=job.domain, data_seed=job.data_seed,
+               dataset_name=dataset_tag(dataset), job_wall_time=time.time() - t0)
     if domain.discrete:  # the convention the team converged to: its greedy joint action
         from momawb.evaluation import evaluate
         first = evaluate(res.team, domain, episodes=1, record=True).trajectories["actions"][0, 0, :, 0]
@@ -120,7 +128,7 @@ def run_job(job: Job, progress: bool = False, threads: int | None = None) -> dic
 def _wm_jobs(jobs: Sequence[Job]) -> list[Job]:
     seen, out = set(), []
     for j in jobs:
-        key = (j.domain, j.dataset, j.notebook, j.preset, j.root, dict(j.overrides).get("world_model"))
+        key = (j.domain, j.dataset, j.data_seed, j.notebook, j.preset, j.root, dict(j.overrides).get("world_model"))
         if j.method == "moma_ppo" and key not in seen:
             seen.add(key)
             out.append(j)

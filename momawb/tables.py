@@ -13,7 +13,7 @@ from typing import Iterable, Mapping
 from momawb.evaluation import mean_se
 
 __all__ = ["TABLE1", "TABLE2_REACHER", "TABLE3", "TABLE4A", "TABLE4B", "TABLE5", "aggregate",
-           "side_by_side", "to_markdown", "to_html", "within"]
+           "side_by_side", "to_markdown", "to_html", "within", "mean_se"]
 
 #: Table 1: game datasets -> (P(a1=right), P(a2=right), dataset average score)
 TABLE1 = {

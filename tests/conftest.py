@@ -1,10 +1,14 @@
 import os
+import tempfile
 
 import pytest
 import torch
 
 os.environ.setdefault("MUJOCO_GL", "egl")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# the tests' networks are tiny: one thread is faster than two (launch-latency bound)
+torch.set_num_threads(1)
+# everything the tests (and the kernels nbval starts) write goes to a temporary folder
+os.environ.setdefault("MOMAWB_OUTPUTS", tempfile.mkdtemp(prefix="momawb-tests-"))
 
 
 @pytest.fixture

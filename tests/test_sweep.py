@@ -1,0 +1,83 @@
+"""Sweeps: local pool and Ray give the same rows as a serial run; finished jobs are skipped;
+an interrupted job resumes from its checkpoint."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from momawb import sweep
+
+FAST = {"ibc": {"steps": 60, "eval_every": 30, "eval_episodes": 2, "checkpoint_every": 20, "log_every": 10,
+                "hidden": [32, 32], "batch_size": 64}}
+
+
+def _jobs(root, seeds=(0, 1), datasets=("unfavorable",)):
+    return sweep.grid(["ibc"], list(datasets), seeds, domain="game", overrides=FAST, eval_episodes=5,
+                      root=str(root))
+
+
+def _scores(rows):
+    return sorted((r["dataset"], r["seed"], r["score"], tuple(map(tuple, r["curve"]))) for r in rows)
+
+
+def test_local_pool_matches_serial_and_skips_finished(tmp_path):
+    serial = sweep.sweep(_jobs(tmp_path / "a"), backend="serial", progress=False)
+    pooled = sweep.sweep(_jobs(tmp_path / "b"), backend="local", workers=2, progress=False)
+    assert _scores(serial) == _scores(pooled) and len(serial) == 2
+    results = sorted((tmp_path / "b").rglob("result.json"))
+    stamps = [p.stat().st_mtime_ns for p in results]
+    again = sweep.sweep(_jobs(tmp_path / "b"), backend="local", workers=2, progress=False)
+    assert _scores(again) == _scores(pooled)
+    assert [p.stat().st_mtime_ns for p in results] == stamps  # not trained or evaluated again
+    path = sweep.write_results(tmp_path / "results.json", again, notebook="t")
+    blob = json.loads(path.read_text())
+    assert blob["rows"][0]["config"] and blob["versions"]["torch"] and blob["rows"][0]["wall_time"] > 0
+
+
+def test_killed_sweep_resumes(tmp_path):
+    """SIGKILL a running sweep once its first job finished; starting it again skips that job
+    and the others end with exactly the numbers of an uninterrupted sweep."""
+    slow = {"ibc": {**FAST["ibc"], "steps": 300, "eval_every": 100}}
+    ref = sweep.sweep(sweep.grid(["ibc"], ["unfavorable"], (0, 1), overrides=slow, eval_episodes=5,
+                                 root=str(tmp_path / "ref")), backend="serial", progress=False)
+    root = tmp_path / "killed"
+    code = ("import sys, json; from momawb import sweep; "
+            f"jobs = sweep.grid(['ibc'], ['unfavorable'], (0, 1), overrides=json.loads({json.dumps(json.dumps(slow))}), "
+            f"eval_episodes=5, root={str(root)!r}); sweep.sweep(jobs, backend='serial', progress=False)")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + 300
+    while not list(root.rglob("result.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = list(root.rglob("result.json"))
+    assert len(first) == 1, "the sweep should have been killed after its first job"
+    stamp = first[0].stat().st_mtime_ns
+    rows = sweep.sweep(sweep.grid(["ibc"], ["unfavorable"], (0, 1), overrides=slow, eval_episodes=5,
+                                  root=str(root)), backend="serial", progress=False)
+    assert first[0].stat().st_mtime_ns == stamp
+    assert _scores(rows) == _scores(ref)
+
+
+def test_unknown_backend():
+    with pytest.raises(ValueError, match="backend must be"):
+        sweep.sweep([], backend="dask")
+
+
+@pytest.mark.ray
+def test_ray_sweep_on_local_instance(tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "ray"))
+    os.makedirs(tmp_path / "ray", exist_ok=True)
+    serial = sweep.sweep(_jobs(tmp_path / "a"), backend="serial", progress=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(tmp_path / "ray"))
+    try:
+        rows = sweep.sweep(_jobs(tmp_path / "r"), backend="ray", progress=False)
+    finally:
+        ray.shutdown()
+    assert _scores(rows) == _scores(serial)
