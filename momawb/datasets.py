@@ -35,6 +35,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from momawb.runs import publish
+
 __all__ = ["DatasetError", "Dataset", "AgentViews", "history_index", "library_versions"]
 
 REQUIRED = ("observations", "actions", "rewards", "terminals")
@@ -255,7 +257,7 @@ class Dataset:
                 f.attrs["created_by"] = MARK
                 for k, v in self.meta.items():
                     f.attrs[k] = json.dumps(v, default=str)
-            os.replace(tmp, path)
+            publish(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)

@@ -1,3 +1,5 @@
+import os
+
 import h5py
 import numpy as np
 import pytest
@@ -18,7 +20,10 @@ def test_roundtrip_d4rl_layout_and_metadata(tmp_path):
         assert {"observations", "actions", "rewards", "next_observations", "terminals", "timeouts"} <= set(f)
         assert f.attrs["created_by"] == "momawb"
     back = Dataset.load(path)
-    assert np.array_equal(back.actions, ds.actions) and back.meta["name"] == "custom"
+    assert np.array_equal(back.actions, ds.actions) and back.meta["name"] == "custom-seed1"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's owner-only mode
     assert back.meta["versions"]["numpy"] == np.__version__
 
 

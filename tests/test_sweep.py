@@ -71,13 +71,17 @@ def test_unknown_backend():
 
 @pytest.mark.ray
 def test_ray_sweep_on_local_instance(tmp_path, monkeypatch):
+    import shutil
+    import tempfile
     ray = pytest.importorskip("ray")
-    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "ray"))
-    os.makedirs(tmp_path / "ray", exist_ok=True)
+    ray_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # AF_UNIX socket paths must stay < 108 bytes
+    monkeypatch.setenv("RAY_TMPDIR", ray_dir)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # no token written to ~/.ray
     serial = sweep.sweep(_jobs(tmp_path / "a"), backend="serial", progress=False)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(tmp_path / "ray"))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=ray_dir)
     try:
         rows = sweep.sweep(_jobs(tmp_path / "r"), backend="ray", progress=False)
     finally:
         ray.shutdown()
+        shutil.rmtree(ray_dir, ignore_errors=True)
     assert _scores(rows) == _scores(serial)
