@@ -106,8 +106,7 @@ def tip_accelerations(qpos, torques) -> np.ndarray:
         mujoco.mj_fullM(m, d, M)
         mujoco.mj_jacBody(m, d, jacp, None, tip)
         minv = np.linalg.inv(M)
-        for i in range(len(act)):
-            out[t, i] = (jacp[:2] @ minv[:, dof[i]]) * gear[i] * u[t, i]
+        out[t] = ((jacp[:2] @ minv[:, dof]) * (gear * u[t])).T     # every agent at once
     return out
 
 
