@@ -427,11 +427,20 @@ class _ZeroTeam:
         return torch.zeros(obs.shape[0], obs.shape[1], 1)
 
 
-#: named Reacher datasets -> ReacherDatasetConfig overrides. "expert-mix" is the dataset that was
-#: generated and measured here (benchmarks/bench_reacher_experts.py) on a 2-core budget: seed 0
-#: gave a CW team; seed 1 diverged (unshaped) or fell into a worse folded-arm optimum (shaped,
-#: c = 0.02), so the CCW team is seed 0's mirror image. Raise max_seeds / set shaping for more.
-REACHER_DATASETS: dict[str, dict] = {"expert-mix": {"max_seeds": 1, "mirror_fallback": True}}
+#: MomaPPOConfig stabilisers of the expert-mix experts. Plain MAPPO on Reacher's raw states mixes
+#: a value loss of O(100) with the policy loss under one global grad-norm clip (grad norms 30-200,
+#: so the policy barely moves; at lr 3e-4 the value blows up): running observation/state
+#: normalisation, standardised value targets and per-group clipping fix that. With them, a log-std
+#: starting at 0 (the clamp's upper edge) can be pushed above it and stay stuck at std 1 (no
+#: gradient through the clamp): init_log_std = -1 keeps it inside (benchmarks/bench_reacher_experts.py).
+REACHER_EXPERT_STABILISERS = {"obs_norm": True, "value_norm": True, "clip_per_group": True, "init_log_std": -1.0}
+
+#: named Reacher datasets -> ReacherDatasetConfig overrides. "expert-mix": experts trained with
+#: `REACHER_EXPERT_STABILISERS` at lr 3e-4 (about 1 s per iteration on a shared 2-core machine);
+#: seeds are tried until both elbow conventions exist (a team counts only when >= 80 % of its
+#: episodes bend one way), with the mirror image of the other convention's team as the last resort.
+REACHER_DATASETS: dict[str, dict] = {"expert-mix": {"max_seeds": 4, "mirror_fallback": True, "expert_lr": 3e-4,
+                                                    "expert_overrides": dict(REACHER_EXPERT_STABILISERS)}}
 
 
 def reacher_dataset_config(name: str = "expert-mix", **overrides) -> ReacherDatasetConfig:
@@ -462,6 +471,7 @@ def reacher_dataset(config: ReacherDatasetConfig | str = "expert-mix", root: str
 
 NAMED_DATASETS["reacher"] = lambda name, root=None, seed=None: reacher_dataset(
     name if seed is None else reacher_dataset_config(name, seed=seed), root)
-__all__ += ["ReacherDatasetConfig", "REACHER_EXPERT_TRAINING", "REACHER_DATASETS", "MirroredTeam",
+__all__ += ["ReacherDatasetConfig", "REACHER_EXPERT_TRAINING", "REACHER_EXPERT_STABILISERS", "REACHER_DATASETS",
+            "MirroredTeam",
             "shaped_reacher_domain", "train_reacher_expert",
             "reacher_experts", "reacher_rollouts", "generate_reacher", "reacher_dataset_config", "reacher_dataset"]

@@ -39,7 +39,14 @@ Choices where the paper is silent, and deviations from the released code
   discrete actions the joint entropy is always above such targets, so alpha stays 0;
 * minibatch size 256 (paper) rather than the released code's 64;
 * online mode keeps its envs across iterations; a resumed online run restarts them at fresh
-  episodes (model and simulator runs resume bit-identically on CPU).
+  episodes (model and simulator runs resume bit-identically on CPU);
+* opt-in stabilisers, all off by default (`MomaPPOConfig` "stabilisers"): running normalisation
+  of observations and mixer states (``obs_norm``), standardised value targets (``value_norm``),
+  a smaller initial mixer output (``mixer_init_scale``), a critic lr (``critic_lr``), per-group
+  gradient clipping (``clip_per_group``) and an initial policy log-std below the clamp's upper
+  edge (``init_log_std``). Online MAPPO on Reacher needs them (`momawb.generate`
+  ``REACHER_EXPERT_STABILISERS``): on raw states the value loss swamps the policy under the global
+  grad clip, and a log-std clamped at 0 gets no gradient.
 """
 from __future__ import annotations
 
@@ -110,6 +117,19 @@ class MomaPPOConfig(Config):
     alpha_lr: float = param(1e-3, "step of alpha += alpha_lr * (target - entropy), alpha >= 0", ge=0)
     alpha_init: float = param(0.0, "initial entropy coefficient (released code: 0)", ge=0)
     action_penalty_coef: float = param(1.0, "weight of sum_dims max(|mean| - bound, 0)^2 (continuous)", ge=0)
+    # --- stabilisers (opt-in; the defaults are the paper's plain MAPPO)
+    obs_norm: bool = param(False, "normalise the agents' observations and the mixer's state by running mean/std "
+                           "(updated after each MAPPO update; histories stay raw)")
+    value_norm: bool = param(False, "the value nets predict returns standardised by running mean/std (MAPPO's "
+                             "ValueNorm); GAE sees de-normalised values")
+    norm_clip: float = param(10.0, "normalised observations and states are clipped to +-norm_clip", gt=0)
+    mixer_init_scale: float = param(1.0, "scale of the mixer's initial last layer (w(s), b(s)); 1 = nn.Linear's",
+                                    gt=0)
+    init_log_std: float = param(0.0, "initial log-std of continuous policies (bias of the last layer); 0 = std 1, "
+                                "the clamp's upper edge, where a log-std pushed above 0 gets no gradient", le=0)
+    critic_lr: float = param(0.0, "Adam lr of the per-agent values and mixer; 0 = lr", ge=0)
+    clip_per_group: bool = param(False, "clip the gradient norm of policies, critic (values + mixer) and memory "
+                                 "separately (each to grad_clip) instead of globally")
     # --- evaluation, logging, checkpoints
     eval_every: int = param(50, "iterations between greedy evaluations in the real env (paper 50)", ge=0)
     eval_episodes: int = param(5, "episodes per periodic evaluation (paper 5)", ge=1)
@@ -135,26 +155,96 @@ class MomaPPOConfig(Config):
 
 
 # ============================================================================ networks
+class RunningNorm(nn.Module):
+    """Running mean and variance over all samples seen (batched update of Chan et al.), per feature
+    of ``shape``; ``forward`` standardises (clipped to +-clip), ``denormalize`` inverts it.
+    Buffers, so they live in checkpoints; starts as the identity (mean 0, var 1)."""
+
+    def __init__(self, shape: tuple[int, ...], clip: float = float("inf"), eps: float = 1e-8):
+        super().__init__()
+        self.shape, self.clip, self.eps = tuple(shape), clip, eps
+        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Merge a batch x (M, *shape) into the running moments."""
+        x = x.reshape(-1, *self.shape).double()
+        n = x.shape[0]
+        if n == 0:
+            return
+        mean, var = x.mean(0), x.var(0, unbiased=False)
+        total = self.count + n
+        delta = mean - self.mean
+        self.var.copy_((self.var * self.count + var * n + delta.pow(2) * self.count * n / total) / total)
+        self.mean.add_(delta * n / total)
+        self.count.copy_(total)
+
+    def _std(self) -> torch.Tensor:
+        return (self.var + self.eps).sqrt()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = (x - self.mean.to(x.dtype)) / self._std().to(x.dtype)
+        return y if math.isinf(self.clip) else y.clamp(-self.clip, self.clip)
+
+    def denormalize(self, y: torch.Tensor) -> torch.Tensor:
+        return y * self._std().to(y.dtype) + self.mean.to(y.dtype)
+
+
+class NormalizedEncoder(AgentEncoder):
+    """`nets.AgentEncoder` on observations standardised by a `RunningNorm` of shape (N, O)
+    (``obs_norm``); histories stay raw. Part of the team, so evaluation sees the same inputs."""
+
+    def __init__(self, n_agents: int, obs_dim: int, *args, clip: float = 10.0, **kw):
+        super().__init__(n_agents, obs_dim, *args, **kw)
+        self.obs_norm = RunningNorm((n_agents, obs_dim), clip)
+
+    def forward(self, obs: torch.Tensor, hist: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(self.obs_norm(obs), hist)
+
+
 class MomaPPOAgents(nn.Module):
     """Per-agent policies and values on a shared encoder, plus the QMIX-style mixer.
 
     ``x = encoder(obs (B.., N, O), hist (B.., N, L, F) | None) -> (B.., N, D)``;
     ``policy``: `nets.AgentPolicy` on x; ``value(x, states (B.., S)) -> (B..,)`` =
     ``sum_i w_i(s) V_i(x^i) + b(s)`` (section 3). Policy and value share the memory module.
+    Opt-in (`MomaPPOConfig`): ``obs_norm`` standardises x's observations and the mixer's state;
+    ``value_norm`` makes `value` predict standardised returns (`returns` de-normalises).
     """
 
     def __init__(self, domain, cfg: MomaPPOConfig):
         super().__init__()
         n = domain.n_agents
         self.feature_dim = domain.obs_dim + (domain.n_actions if domain.discrete else domain.act_dim)
-        self.encoder = AgentEncoder(n, domain.obs_dim, self.feature_dim, cfg.memory, cfg.memory_length,
-                                    cfg.embed_dim)
+        enc_args = (n, domain.obs_dim, self.feature_dim, cfg.memory, cfg.memory_length, cfg.embed_dim)
+        self.encoder = NormalizedEncoder(*enc_args, clip=cfg.norm_clip) if cfg.obs_norm else AgentEncoder(*enc_args)
         self.policy = AgentPolicy(n, self.encoder.out_dim, domain.act_dim, domain.n_actions, cfg.hidden)
+        if cfg.init_log_std != 0.0 and not domain.discrete:
+            with torch.no_grad():
+                self.policy.net.net.layers[-1].bias[..., domain.act_dim:] = cfg.init_log_std
         self.values = AgentMLP(n, self.encoder.out_dim, 1, cfg.hidden)
         self.mixer = Mixer(domain.state_dim, n, cfg.hidden)
+        if cfg.mixer_init_scale != 1.0:
+            with torch.no_grad():
+                self.mixer.net[-1].weight.mul_(cfg.mixer_init_scale)
+                self.mixer.net[-1].bias.mul_(cfg.mixer_init_scale)
+        self.state_norm = RunningNorm((domain.state_dim,), cfg.norm_clip) if cfg.obs_norm else None
+        self.value_norm = RunningNorm(()) if cfg.value_norm else None
 
     def value(self, x: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """The team value (standardised when ``value_norm``)."""
+        if self.state_norm is not None:
+            states = self.state_norm(states)
         return self.mixer(self.values(x)[..., 0], states)
+
+    def returns(self, value: torch.Tensor) -> torch.Tensor:
+        """`value`'s output in return units."""
+        return value if self.value_norm is None else self.value_norm.denormalize(value)
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        return [*self.values.parameters(), *self.mixer.parameters()]
 
     def team(self) -> PolicyTeam:
         return PolicyTeam(self.encoder, self.policy)
@@ -387,7 +477,8 @@ def ppo_loss(agents: MomaPPOAgents, mb: dict, alpha: float, cfg: MomaPPOConfig,
              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """MAPPO loss on one minibatch (section 3): clipped surrogate on the joint ratio, value MSE,
     -alpha H with H = min(E[-r log pi], E[-clip(r) log pi]), action penalty weighted by
-    max(r, clip(r)). ``mb``: obs (B, N, O), hist, states (B, S), actions, old_logp, adv, returns."""
+    max(r, clip(r)). ``mb``: obs (B, N, O), hist, states (B, S), actions, old_logp, adv, returns
+    (the value targets: standardised with ``value_norm``)."""
     x = agents.encoder(mb["obs"], mb["hist"])
     dist = agents.policy.distribution(x)
     logp = joint_log_prob(agents.policy, dist, mb["actions"])
@@ -419,7 +510,12 @@ class MomaPPO:
         self.agents = MomaPPOAgents(domain, cfg).to(device)
         memory = self.agents.encoder.memory
         mem_ids = {id(p) for p in memory.parameters()} if memory is not None else set()
-        groups = [{"params": [p for p in self.agents.parameters() if id(p) not in mem_ids], "lr": cfg.lr}]
+        split = cfg.critic_lr > 0 or cfg.clip_per_group        # policies and critic in their own groups
+        critic = self.agents.critic_parameters() if split else []
+        own = mem_ids | {id(p) for p in critic}
+        groups = [{"params": [p for p in self.agents.parameters() if id(p) not in own], "lr": cfg.lr}]
+        if critic:
+            groups.append({"params": critic, "lr": cfg.critic_lr or cfg.lr})
         if mem_ids:
             groups.append({"params": list(memory.parameters()), "lr": cfg.memory_lr})
         self.opt = torch.optim.Adam(groups)
@@ -444,7 +540,7 @@ class MomaPPO:
         values = self.agents.value(self.agents.encoder(d.observe(flat(ro.states)), flat(ro.hist)), flat(ro.states))
         next_values = self.agents.value(self.agents.encoder(d.observe(flat(ro.next_states)), flat(ro.next_hist)),
                                         flat(ro.next_states))
-        values, next_values = values.reshape(b, k), next_values.reshape(b, k)
+        values, next_values = self.agents.returns(values.reshape(b, k)), self.agents.returns(next_values.reshape(b, k))
         returns, adv = timeout_gae(ro.rewards, values, next_values, ro.not_terminal, ro.not_timeout,
                                    self.cfg.gamma, self.cfg.gae_lambda)
         m = ro.alive.reshape(-1)
@@ -456,11 +552,25 @@ class MomaPPO:
             out["adv"] = (out["adv"] - out["adv"].mean()) / (out["adv"].std() + 1e-8)
         return out
 
+    @torch.no_grad()
+    def _update_normalizers(self, data: dict) -> None:
+        """Merge this update's observations and states into the running input statistics."""
+        if self.cfg.obs_norm:
+            self.agents.encoder.obs_norm.update(data["obs"])
+            self.agents.state_norm.update(data["states"])
+
     def update(self, ro: Rollouts, rng: np.random.Generator) -> dict[str, float]:
         """5 epochs of minibatch MAPPO on the rollouts; alpha steps after every minibatch."""
         cfg, data = self.cfg, self._flatten(ro)
         n = len(data["states"])
-        params = [p for g in self.opt.param_groups for p in g["params"]]
+        raw_returns = data["returns"]
+        if self.agents.value_norm is not None:     # the value loss regresses standardised returns
+            self.agents.value_norm.update(raw_returns)
+            data["returns"] = self.agents.value_norm(raw_returns)
+        if cfg.clip_per_group:
+            param_sets = [g["params"] for g in self.opt.param_groups]
+        else:
+            param_sets = [[p for g in self.opt.param_groups for p in g["params"]]]
         sums: dict[str, float] = {}
         count = 0
         for _ in range(cfg.epochs):
@@ -470,15 +580,17 @@ class MomaPPO:
                 loss, stats = ppo_loss(self.agents, mb, self.alpha, cfg)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
-                stats["grad_norm"] = nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                norms = [nn.utils.clip_grad_norm_(ps, cfg.grad_clip) for ps in param_sets]
+                stats["grad_norm"] = norms[0] if len(norms) == 1 else torch.stack(norms).pow(2).sum().sqrt()
                 self.opt.step()
                 self.alpha = max(0.0, self.alpha + cfg.alpha_lr * (cfg.entropy_target - float(stats["entropy"])))
                 for key, v in stats.items():
                     sums[key] = sums.get(key, 0.0) + float(v)
                 count += 1
+        self._update_normalizers(data)
         self.iterations += 1
         self.transitions += n
-        ret, val = data["returns"], data["values"]
+        ret, val = raw_returns, data["values"]
         var = ret.var() if n > 1 else torch.zeros(())
         ev = float(1 - (ret - val).var() / var) if n > 1 and var > 0 else 0.0
         out = {f"train/{k}": v / max(count, 1) for k, v in sums.items()}

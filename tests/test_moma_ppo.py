@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import math
 
 import numpy as np
 import pytest
@@ -337,3 +338,88 @@ def test_model_mode_continuous_with_memory_runs_and_logs(penalty, tmp_path):
     row = run.metrics()[-1]
     assert 1 <= row["rollout/length"] < 10 and row["rollout/timeout_frac"] > 0 and row["rollout/penalty"] > 0
     assert "eval/score" in row and np.isfinite(row["train/action_penalty"])
+
+
+# ---------------------------------------------------------------------------- opt-in stabilisers
+STABILISERS = dict(obs_norm=True, value_norm=True, mixer_init_scale=0.1, critic_lr=1e-3, clip_per_group=True,
+                   init_log_std=-1.0)
+
+
+def test_running_norm_matches_moments_of_all_batches():
+    from momawb.moma_ppo import RunningNorm
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randn(n, 2, 3, generator=g) * torch.tensor([1.0, 5.0, 0.1]) + 3 for n in (7, 50, 1, 200)]
+    norm = RunningNorm((2, 3), clip=4.0)
+    x = torch.ones(2, 3)
+    assert torch.equal(norm(x), x)                                  # identity before any data
+    for b in batches:
+        norm.update(b)
+    allx = torch.cat(batches).double()
+    torch.testing.assert_close(norm.mean, allx.mean(0))
+    torch.testing.assert_close(norm.var, allx.var(0, unbiased=False))
+    y = norm(allx.float())
+    assert y.abs().max() <= 4.0
+    x = torch.full((2, 3), 3.05)                                    # within the clip range
+    torch.testing.assert_close(norm.denormalize(norm(x)), x)
+
+
+def test_stabilisers_default_off_leave_networks_and_optimiser_as_before():
+    dom = game.make_domain()
+    cfg = MomaPPOConfig(**SMALL)
+    assert (cfg.obs_norm, cfg.value_norm, cfg.mixer_init_scale, cfg.critic_lr, cfg.clip_per_group,
+            cfg.init_log_std) == (False, False, 1.0, 0.0, False, 0.0)
+    algo = MomaPPO(dom, cfg, torch.device("cpu"))
+    assert not any("norm" in k for k in algo.agents.state_dict())
+    assert len(algo.opt.param_groups) == 1 and algo.opt.param_groups[0]["lr"] == cfg.lr
+    torch.manual_seed(0)
+    plain = MomaPPOAgents(dom, cfg)
+    torch.manual_seed(0)
+    scaled = MomaPPOAgents(dom, cfg.replace(mixer_init_scale=0.1))
+    torch.testing.assert_close(scaled.mixer.net[-1].weight, 0.1 * plain.mixer.net[-1].weight)
+    torch.testing.assert_close(scaled.policy.net.net.layers[0].weight, plain.policy.net.net.layers[0].weight)
+    dom_c = reach_domain()                                          # continuous: the log-std starts at -1
+    team = MomaPPOAgents(dom_c, cfg.replace(init_log_std=-1.0)).team()
+    bias = team.policy.net.net.layers[-1].bias                      # (N, 1, [mean, log-std])
+    assert bias[..., 0].eq(0).all() and bias[..., 1].eq(-1.0).all()
+    std = team.policy.distribution(team.encoder(torch.zeros(5, 2, 1))).stddev
+    assert (std - math.exp(-1.0)).abs().max() < 0.2
+    algo = MomaPPO(dom, cfg.replace(**STABILISERS, memory=True), torch.device("cpu"))
+    lrs = [g["lr"] for g in algo.opt.param_groups]
+    assert lrs == [cfg.lr, 1e-3, cfg.memory_lr]
+    assert {id(p) for p in algo.opt.param_groups[1]["params"]} == {id(p) for p in algo.agents.critic_parameters()}
+
+
+def test_obs_and_value_norm_track_rollouts_and_reach_the_team(tmp_path):
+    dom = reach_domain()
+    cfg = MomaPPOConfig(**{**SMALL, **STABILISERS, "mode": "online", "steps": 3, "lr": 1e-3, "n_envs": 4,
+                           "transitions_per_update": 80, "eval_every": 3, "eval_episodes": 2})
+    from momawb.moma_ppo import OnlineCollector
+    algo = MomaPPO(dom, cfg, torch.device("cpu"))
+    ro = OnlineCollector(dom, cfg, np.random.default_rng(0), torch.device("cpu")).collect(algo.agents)
+    algo.update(ro, np.random.default_rng(1))
+    states = ro.states.reshape(-1, 2)
+    torch.testing.assert_close(algo.agents.state_norm.mean.float(), states.mean(0))
+    torch.testing.assert_close(algo.agents.encoder.obs_norm.mean.float(), dom.observe(states).mean(0))
+    assert algo.agents.value_norm.count == len(states)
+    # the team carries the observation statistics; the value is standardised, `returns` undoes it
+    assert "encoder.obs_norm.mean" in algo.agents.team().state_dict()
+    x = algo.agents.encoder(dom.observe(states), None)
+    v = algo.agents.value(x, states)
+    vn = algo.agents.value_norm
+    torch.testing.assert_close(algo.agents.returns(v), v * (vn.var + vn.eps).sqrt().float() + vn.mean.float())
+    run = Run("stab", cfg, seed=0, root=tmp_path)
+    train(cfg, None, dom, run, progress=False)
+    row = run.metrics()[-1]
+    assert np.isfinite(row["train/value_loss"]) and "eval/return" in row
+
+
+def test_resume_with_stabilisers_is_bit_identical(tmp_path):
+    ds = game_dataset("unfavorable", root=tmp_path)
+    dom = game.make_domain()
+    cfg = MomaPPOConfig(**{**SMALL, **STABILISERS, "mode": "simulator", "steps": 4, "lr": 1e-3,
+                           "transitions_per_update": 200, "checkpoint_every": 1})
+    straight = train(cfg, ds, dom, Run("r", cfg, seed=1, root=tmp_path / "a"), progress=False)
+    train(cfg.replace(steps=2), ds, dom, Run("r", cfg, seed=1, root=tmp_path / "b"), progress=False)
+    resumed = train(cfg, ds, dom, Run("r", cfg, seed=1, root=tmp_path / "b"), progress=False)
+    for (n1, p1), (n2, p2) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert n1 == n2 and torch.equal(p1, p2), n1
