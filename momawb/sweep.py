@@ -146,32 +146,44 @@ def sweep(jobs: Sequence[Job], backend: str = "local", workers: int | None = Non
     workers = workers or max(1, os.cpu_count() or 1)
     phases = [(fit_world_model_job, _wm_jobs(jobs), False), (run_job, jobs, True)]
     rows: list[dict | None] = [None] * len(jobs)
-    for fn, phase_jobs, collect in phases:
-        if not phase_jobs:
-            continue
-        desc = "world models" if fn is fit_world_model_job else "jobs"
-        bar = tqdm(total=len(phase_jobs), desc=desc, disable=not progress)
-
-        def done(i: int, out: Any) -> None:
-            bar.update()
-            if collect:
-                rows[i] = out
-                if on_result is not None:
-                    on_result(out)
-
-        if backend == "serial" or (backend == "local" and (workers == 1 or len(phase_jobs) == 1)):
-            for i, j in enumerate(phase_jobs):
-                done(i, fn(j) if fn is fit_world_model_job else fn(j, threads=None))
-        elif backend == "local":
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            with ProcessPoolExecutor(min(workers, len(phase_jobs)), mp_context=get_context("spawn")) as pool:
-                futs = {pool.submit(_call, fn, j, threads): i for i, j in enumerate(phase_jobs)}
-                for f in as_completed(futs):
-                    done(futs[f], f.result())
-        else:
-            _ray_phase(fn, phase_jobs, address, done)
-        bar.close()
+    pool = None  # one pool of spawned workers for both phases (each worker imports torch once)
+    try:
+        for fn, phase_jobs, collect in phases:
+            pool = _phase(fn, phase_jobs, collect, rows, backend, workers, address, progress, on_result, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return [r for r in rows if r is not None]
+
+
+def _phase(fn, phase_jobs, collect, rows, backend, workers, address, progress, on_result, pool):
+    """Run one phase (world models, then jobs); returns the process pool for reuse."""
+    if not phase_jobs:
+        return pool
+    desc = "world models" if fn is fit_world_model_job else "jobs"
+    bar = tqdm(total=len(phase_jobs), desc=desc, disable=not progress)
+
+    def done(i: int, out: Any) -> None:
+        bar.update()
+        if collect:
+            rows[i] = out
+            if on_result is not None:
+                on_result(out)
+
+    if backend == "serial" or (backend == "local" and (workers == 1 or len(phase_jobs) == 1)):
+        for i, j in enumerate(phase_jobs):
+            done(i, fn(j) if fn is fit_world_model_job else fn(j, threads=None))
+    elif backend == "local":
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        if pool is None:
+            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+        futs = {pool.submit(_call, fn, j, threads): i for i, j in enumerate(phase_jobs)}
+        for f in as_completed(futs):
+            done(futs[f], f.result())
+    else:
+        _ray_phase(fn, phase_jobs, address, done)
+    bar.close()
+    return pool
 
 
 def _call(fn, job: Job, threads: int):
