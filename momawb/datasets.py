@@ -223,11 +223,7 @@ class Dataset:
                                    f"domain {domain.name}/{domain.task} expects {domain.joint_action_dim}")
             obs = domain.observe(self.observations)
             act = domain.split_actions(self.actions)
-            if domain.discrete:
-                act_feat = np.eye(domain.n_actions, dtype=np.float32)[act[..., 0].astype(np.int64)]
-            else:
-                act_feat = act
-            feats = np.concatenate([obs, act_feat], -1)
+            feats = domain.history_row(obs, act)
             feats = np.concatenate([feats, np.zeros_like(feats[:1])], 0)
             self._views[key] = AgentViews(obs, domain.observe(self.next_observations), act, feats,
                                           history_index(self.episode_start, history_length))

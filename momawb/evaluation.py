@@ -14,7 +14,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 import torch
 
-__all__ = ["Team", "EvalResult", "evaluate", "mean_se", "action_features"]
+__all__ = ["Team", "EvalResult", "evaluate", "mean_se"]
 
 
 class Team(Protocol):
@@ -37,13 +37,6 @@ def mean_se(values: Sequence[float]) -> tuple[float, float]:
     if v.size == 1:
         return float(v[0]), 0.0
     return float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size))
-
-
-def action_features(domain, actions: np.ndarray) -> np.ndarray:
-    """Per-agent action part of a history row: one-hot (discrete) or the action itself."""
-    if domain.discrete:
-        return np.eye(domain.n_actions, dtype=np.float32)[actions[..., 0].astype(np.int64)]
-    return actions.astype(np.float32)
 
 
 @dataclass
@@ -115,7 +108,7 @@ def evaluate(team: Team, domain, episodes: int = 100, seed: int = 10_101, greedy
         returns[idx] += rewards
         lengths[idx] += 1
         if L:
-            row = np.concatenate([obs, action_features(domain, act)], -1)
+            row = domain.history_row(obs, act)
             hist[idx] = np.concatenate([hist[idx, :, 1:], row[:, :, None]], 2)
         if on_step is not None:
             on_step(t, states, act, infos)

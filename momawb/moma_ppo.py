@@ -250,15 +250,6 @@ class MomaPPOAgents(nn.Module):
         return PolicyTeam(self.encoder, self.policy)
 
 
-def history_rows(domain, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """A history row per agent, [o, action features] (as `evaluation.action_features`)."""
-    if domain.discrete:
-        feat = nn.functional.one_hot(actions[..., 0].long(), domain.n_actions).to(obs.dtype)
-    else:
-        feat = actions.to(obs.dtype)
-    return torch.cat([obs, feat], -1)
-
-
 def slide(hist: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor | None:
     """(B, N, L, F) window slid by one (B, N, F) row: oldest out, newest last."""
     return None if hist is None else torch.cat([hist[:, :, 1:], rows[:, :, None]], 2)
@@ -358,7 +349,7 @@ def model_rollouts(agents: MomaPPOAgents, env, domain, start: dict, cfg: MomaPPO
             timeout = torch.ones_like(timeout)
         reward, pen = penalised_reward(out, cfg)
         not_term = out.not_terminal.bool()
-        next_hist = slide(hist, history_rows(domain, obs, actions))
+        next_hist = slide(hist, domain.history_row(obs, actions))
         steps.append(dict(states=states, next_states=out.next_states, hist=hist, next_hist=next_hist,
                           actions=actions, logp=logp.sum(-1), rewards=reward, raw_rewards=out.rewards,
                           penalty=pen, eps_g=out.eps_g, not_terminal=not_term.float(),
@@ -417,7 +408,7 @@ class OnlineCollector:
                 rew[e], term[e] = r[agents_e[0]], te[agents_e[0]]
                 trunc[e] = tr[agents_e[0]] or (not env.agents and not term[e])
             next_states = self._states()
-            next_hist = slide(self.hist, history_rows(d, obs, actions))
+            next_hist = slide(self.hist, d.history_row(obs, actions))
             timeout = trunc | (t == T - 1)
             self.ep_return += rew
             steps.append(dict(states=states, next_states=next_states, hist=self.hist, next_hist=next_hist,

@@ -34,7 +34,7 @@ from momawb.runs import Run, train_loop
 
 __all__ = ["BaselineConfig", "Batch", "ReplaySampler", "OnlineBuffer", "centralize", "joint_index",
            "split_joint_index", "AgentCritic", "TanhPolicy", "AgentTeam", "CentralTeam", "build_encoder",
-           "adam", "Learner", "fit", "history_row", "require_continuous",
+           "adam", "Learner", "fit", "require_continuous",
            "EVAL_SEED"]
 
 EVAL_SEED = 10_101  # evaluation episodes during training use env seeds EVAL_SEED + run.seed + e
@@ -359,14 +359,6 @@ def fit(run: Run, algo: Any, config: BaselineConfig, sampler: ReplaySampler, dom
                       eval_every=config.eval_every, evaluate=evaluate_team,
                       checkpoint_every=config.checkpoint_every, desc=desc or type(algo).__name__,
                       progress=progress)
-
-
-def history_row(domain, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """The (o, a) pair appended to a history: (B, N, O) + (B, N, A) -> (B, N, F)."""
-    if domain.discrete:
-        onehot = torch.nn.functional.one_hot(actions[..., 0].long(), domain.n_actions).float()
-        return torch.cat([obs, onehot], -1)
-    return torch.cat([obs, actions], -1)
 
 
 def ceil_div(a: int, b: int) -> int:

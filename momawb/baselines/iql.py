@@ -39,8 +39,7 @@ import numpy as np
 import torch
 
 from momawb.baselines.common import (AgentCritic, AgentTeam, BaselineConfig, Batch, CentralTeam, Learner,
-                                     OnlineBuffer, ReplaySampler, adam, build_encoder, ceil_div, centralize, fit,
-                                     history_row)
+                                     OnlineBuffer, ReplaySampler, adam, build_encoder, ceil_div, centralize, fit)
 from momawb.config import param, register
 from momawb.nets import AgentMLP, AgentPolicy, Mixer, soft_update
 
@@ -219,7 +218,7 @@ def simulator_rollouts(algo: IQL, sampler: ReplaySampler, simulator, n_rollouts:
         nxt, term = t(sim.next_states), t(sim.terminals)
         next_hist = None
         if hist is not None:
-            next_hist = torch.cat([hist[:, :, 1:], history_row(domain, obs, actions)[:, :, None]], 2)
+            next_hist = torch.cat([hist[:, :, 1:], domain.history_row(obs, actions)[:, :, None]], 2)
         out.append(Batch(states, nxt, obs, domain.observe(nxt), actions, t(sim.rewards), term, hist, next_hist))
         live = ~term.bool()
         if not live.any():

@@ -122,6 +122,25 @@ class Domain:
         """Per agent (B..., N, act_dim) -> joint (B..., N*act_dim)."""
         return per_agent.reshape(*per_agent.shape[:-2], self.n_agents * self.act_dim)
 
+    def action_features(self, per_agent):
+        """The action part of an agent's history row, (B..., N, act_dim) -> (B..., N, A_feat):
+        one-hot (discrete) or the action itself; numpy or torch, in float32 / the input's dtype."""
+        if isinstance(per_agent, torch.Tensor):
+            if self.discrete:
+                return torch.nn.functional.one_hot(per_agent[..., 0].long(), self.n_actions).to(torch.float32)
+            return per_agent
+        per_agent = np.asarray(per_agent)
+        if self.discrete:
+            return np.eye(self.n_actions, dtype=np.float32)[per_agent[..., 0].astype(np.int64)]
+        return per_agent.astype(np.float32, copy=False)
+
+    def history_row(self, obs, per_agent):
+        """The (o, a) pair appended to each agent's history: (B..., N, O) + actions -> (B..., N, F)."""
+        feat = self.action_features(per_agent)
+        if isinstance(obs, torch.Tensor):
+            return torch.cat([obs, feat.to(obs.dtype)], -1)
+        return np.concatenate([obs, feat.astype(obs.dtype, copy=False)], -1)
+
     def encode_actions(self, per_agent: torch.Tensor) -> torch.Tensor:
         """World-model action input: one-hot per agent (discrete) or the raw actions, joined."""
         if self.discrete:
