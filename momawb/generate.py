@@ -27,7 +27,7 @@ from momawb.datasets import Dataset, library_versions
 from momawb.domains import game
 from momawb.runs import config_hash, outputs_root
 
-__all__ = ["named_dataset", "NAMED_DATASETS", "GameDatasetConfig", "GAME_DATASETS", "game_dataset_config", "generate_game", "game_dataset",
+__all__ = ["named_dataset", "cached", "NAMED_DATASETS", "GameDatasetConfig", "GAME_DATASETS", "game_dataset_config", "generate_game", "game_dataset",
            "expected_game_score"]
 
 #: Table 1: name -> P(agent i picks right)
@@ -97,10 +97,19 @@ def game_dataset(config: GameDatasetConfig | str, root: str | Path | None = None
     if isinstance(config, str):
         config = game_dataset_config(config)
     path = outputs_root(root) / "datasets" / f"game-{config.name}-{config_hash(config)}.hdf5"
+    return cached(path, lambda: generate_game(config))
+
+
+def cached(path: Path, make) -> Dataset:
+    """Load ``path``, or ``make()`` the dataset and save it there. Generation is deterministic,
+    so when a concurrent worker publishes the same file first, its copy is loaded instead."""
     if path.exists():
         return Dataset.load(path)
-    ds = generate_game(config)
-    ds.save(path)
+    ds = make()
+    try:
+        ds.save(path)
+    except FileExistsError:
+        return Dataset.load(path)
     return ds
 
 
@@ -462,11 +471,7 @@ def reacher_dataset(config: ReacherDatasetConfig | str = "expert-mix", root: str
         config = reacher_dataset_config(config)
     tag = "-injected" if teams is not None else ""
     path = outputs_root(root) / "datasets" / f"reacher-{config.name}-{config_hash(config)}{tag}.hdf5"
-    if path.exists():
-        return Dataset.load(path)
-    ds = generate_reacher(config, root, teams, progress, log)
-    ds.save(path)
-    return ds
+    return cached(path, lambda: generate_reacher(config, root, teams, progress, log))
 
 
 NAMED_DATASETS["reacher"] = lambda name, root=None, seed=None: reacher_dataset(

@@ -83,6 +83,21 @@ def _setup(job: Job):
     return domain, dataset
 
 
+def prepare_dataset_job(job: Job, progress: bool = False) -> None:
+    """Generate (or find cached) ``job``'s dataset; run once per dataset before any training."""
+    _setup(job)
+
+
+def _dataset_jobs(jobs: Sequence[Job]) -> list[Job]:
+    seen, out = set(), []
+    for j in jobs:
+        key = (j.domain, j.dataset, j.data_seed, j.root)
+        if key not in seen:
+            seen.add(key)
+            out.append(j)
+    return out
+
+
 def _world_model_config(job: Job):
     from momawb import config as cfg
     return cfg.load(cfg.section_class("world_model"), job.notebook, job.preset,
@@ -144,7 +159,9 @@ def sweep(jobs: Sequence[Job], backend: str = "local", workers: int | None = Non
         raise ValueError(f"backend must be 'serial', 'local' or 'ray', got {backend!r}")
     jobs = list(jobs)
     workers = workers or max(1, os.cpu_count() or 1)
-    phases = [(fit_world_model_job, _wm_jobs(jobs), False), (run_job, jobs, True)]
+    # datasets, then world models, each once (no two workers write one file), then the jobs
+    phases = [(prepare_dataset_job, _dataset_jobs(jobs), False), (fit_world_model_job, _wm_jobs(jobs), False),
+              (run_job, jobs, True)]
     rows: list[dict | None] = [None] * len(jobs)
     pool = None  # one pool of spawned workers for both phases (each worker imports torch once)
     try:
@@ -160,7 +177,7 @@ def _phase(fn, phase_jobs, collect, rows, backend, workers, address, progress, o
     """Run one phase (world models, then jobs); returns the process pool for reuse."""
     if not phase_jobs:
         return pool
-    desc = "world models" if fn is fit_world_model_job else "jobs"
+    desc = {prepare_dataset_job: "datasets", fit_world_model_job: "world models"}.get(fn, "jobs")
     bar = tqdm(total=len(phase_jobs), desc=desc, disable=not progress)
 
     def done(i: int, out: Any) -> None:
@@ -172,7 +189,7 @@ def _phase(fn, phase_jobs, collect, rows, backend, workers, address, progress, o
 
     if backend == "serial" or (backend == "local" and (workers == 1 or len(phase_jobs) == 1)):
         for i, j in enumerate(phase_jobs):
-            done(i, fn(j) if fn is fit_world_model_job else fn(j, threads=None))
+            done(i, fn(j, threads=None) if fn is run_job else fn(j))
     elif backend == "local":
         threads = max(1, (os.cpu_count() or 1) // workers)
         if pool is None:

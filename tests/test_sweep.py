@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from momawb import sweep
@@ -85,3 +86,23 @@ def test_ray_sweep_on_local_instance(tmp_path, monkeypatch):
         ray.shutdown()
         shutil.rmtree(ray_dir, ignore_errors=True)
     assert _scores(rows) == _scores(serial)
+
+
+def test_dataset_published_by_a_concurrent_worker_is_loaded(tmp_path):
+    """Two workers generating one cached dataset at once: the second finds the first's file."""
+    from momawb import generate
+    cfg = generate.game_dataset_config("neutral", seed=3)
+    other = generate.generate_game(cfg)
+    path = tmp_path / "game.hdf5"
+
+    def make():  # the other worker publishes while this one generates
+        other.save(path)
+        return generate.generate_game(cfg)
+
+    ds = generate.cached(path, make)
+    assert ds.source == str(path) and np.array_equal(ds.actions, other.actions)
+
+
+def test_each_dataset_is_prepared_once_before_training():
+    jobs = _jobs("/tmp/x", seeds=(0, 1, 2), datasets=("unfavorable", "neutral"))
+    assert len(sweep._dataset_jobs(jobs)) == 2 * len({j.data_seed for j in jobs})
