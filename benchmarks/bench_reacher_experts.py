@@ -28,19 +28,6 @@ from momawb.generate import reacher_dataset, reacher_dataset_config, reacher_exp
 TABLE2 = {"score_min": 0.388, "score_mean": 1.0, "score_median": 0.989, "score_max": 1.523}
 
 
-class MixedTeam:
-    """Agent i of ``teams[i]``: a team whose shoulder and elbow learnt different conventions."""
-
-    memory_length = 0
-
-    def __init__(self, *teams):
-        self.teams = teams
-
-    def act(self, obs, history=None, greedy=True):
-        acts = [t.act(obs, None, greedy) for t in self.teams]
-        return torch.stack([acts[i][:, i] for i in range(len(acts))], 1)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=None, help="expert_steps (default: the config's)")
@@ -65,7 +52,7 @@ def main() -> None:
               f"{i['score']:6.2f} {i['convention']:>6} {i['ccw']:5.2f} {i['cw']:5.2f} {i['miscoordinated']:5.2f} "
               f"{i['reached']:5.2f} {i['fight_fraction']:5.2f}")
     domain = make("reacher")
-    mixed = MixedTeam(best["ccw"][0], best["cw"][0])
+    mixed = conventions.MixedTeam(best["ccw"][0], best["cw"][0])
     m = conventions.measure_conventions(mixed, domain, episodes=cfg.convention_episodes)
     print(f"\nmixed team (ccw shoulder + cw elbow): return {m['return']:.2f} score {m['score']:.2f} "
           f"ccw {m['ccw']:.2f} cw {m['cw']:.2f} mis {m['miscoordinated']:.2f} reach {m['reached']:.2f} "

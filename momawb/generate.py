@@ -27,7 +27,7 @@ from momawb.datasets import Dataset, library_versions
 from momawb.domains import game
 from momawb.runs import config_hash, outputs_root
 
-__all__ = ["named_dataset", "cached", "NAMED_DATASETS", "GameDatasetConfig", "GAME_DATASETS", "game_dataset_config", "generate_game", "game_dataset",
+__all__ = ["named_dataset", "cached", "GENERATOR_SECTIONS", "NAMED_DATASETS", "GameDatasetConfig", "GAME_DATASETS", "game_dataset_config", "generate_game", "game_dataset",
            "expected_game_score"]
 
 #: Table 1: name -> P(agent i picks right)
@@ -114,19 +114,23 @@ def cached(path: Path, make) -> Dataset:
 
 
 #: domain -> function(name, root) returning a cached named dataset (other domains add theirs)
-NAMED_DATASETS = {"game": lambda name, root=None, seed=0: game_dataset(game_dataset_config(name, seed=seed), root)}
+NAMED_DATASETS = {"game": lambda name, root=None, **overrides: game_dataset(game_dataset_config(name, **overrides), root)}
+#: domain -> preset section whose keys override a named dataset's config
+GENERATOR_SECTIONS = {"game": "generator", "reacher": "reacher_generator"}
 
 
-def named_dataset(domain: str, name: str, root: str | Path | None = None, seed: int | None = None) -> Dataset:
+def named_dataset(domain: str, name: str, root: str | Path | None = None, seed: int | None = None,
+                  **overrides) -> Dataset:
     """A domain's dataset by name ('favorable', 'expert-mix', ...) or a D4RL/Minari path;
-    ``seed`` asks for another sample of a generated dataset (None: its default seed)."""
+    ``seed`` asks for another sample of a generated dataset (None: its default seed);
+    ``overrides`` change its generator config (a preset's ``GENERATOR_SECTIONS[domain]``)."""
     p = Path(name).expanduser()
     if p.suffix in (".hdf5", ".h5") or p.is_dir() or os.sep in name:
         return Dataset.load(p)
     if domain not in NAMED_DATASETS:
         raise ValueError(f"domain {domain!r} has no named datasets; known: {', '.join(NAMED_DATASETS)} "
                          "(or pass a dataset file path)")
-    return NAMED_DATASETS[domain](name, root, **({} if seed is None else {"seed": seed}))
+    return NAMED_DATASETS[domain](name, root, **overrides, **({} if seed is None else {"seed": seed}))
 
 
 # ==================================================================================== Reacher
@@ -474,8 +478,8 @@ def reacher_dataset(config: ReacherDatasetConfig | str = "expert-mix", root: str
     return cached(path, lambda: generate_reacher(config, root, teams, progress, log))
 
 
-NAMED_DATASETS["reacher"] = lambda name, root=None, seed=None: reacher_dataset(
-    name if seed is None else reacher_dataset_config(name, seed=seed), root)
+NAMED_DATASETS["reacher"] = lambda name, root=None, **overrides: reacher_dataset(
+    reacher_dataset_config(name, **overrides), root)
 __all__ += ["ReacherDatasetConfig", "REACHER_EXPERT_TRAINING", "REACHER_EXPERT_STABILISERS", "REACHER_DATASETS",
             "MirroredTeam",
             "shaped_reacher_domain", "train_reacher_expert",

@@ -13,8 +13,11 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-__all__ = ["LiveCurves", "mean_curves", "convention_figure", "payoff_html", "dataset_explorer",
-           "table_html"]
+__all__ = ["LiveCurves", "mean_curves", "convention_figure", "convention_fractions", "payoff_html",
+           "dataset_explorer", "table_html"]
+
+#: Reacher episode labels (`momawb.conventions`) and their colours
+CONVENTION_COLORS = {"ccw": "#1f77b4", "cw": "#ff7f0e", "straight": "#bbbbbb", "miscoordinated": "#d62728"}
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
@@ -93,6 +96,27 @@ def convention_figure(rows: Iterable[Mapping], labels: Callable[[Sequence], str]
                              marker_color=PALETTE[i % len(PALETTE)]))
     fig.update_layout(barmode="stack", title=title, yaxis_title="seeds", height=420,
                       legend_title="joint action")
+    return fig
+
+
+def convention_fractions(rows: Iterable[Mapping], display: Mapping[str, str] | None = None,
+                         order: Sequence[str] | None = None, title: str = "") -> go.Figure:
+    """Stacked bars per (setting, method): the fraction of greedy evaluation episodes that bend
+    the elbow counter-clockwise, clockwise, end straight, or are mis-coordinated (rows carry
+    `momawb.conventions.measure_conventions` output under ``conventions``; mean over seeds)."""
+    display = display or {}
+    groups: dict = defaultdict(list)
+    for r in rows:
+        groups[(r["task"], r["method"])].append(r["conventions"])
+    methods = list(order or sorted({m for _, m in groups}))
+    keys = sorted(groups, key=lambda k: (k[0] != "fo", k[0], methods.index(k[1]) if k[1] in methods else 99))
+    x = [[k[0] for k in keys], [display.get(k[1], k[1]) for k in keys]]
+    fig = go.Figure()
+    for name, color in CONVENTION_COLORS.items():
+        y = [float(np.mean([c[name] for c in groups[k]])) for k in keys]
+        fig.add_trace(go.Bar(x=x, y=y, name=name, marker_color=color))
+    fig.update_layout(barmode="stack", title=title or "greedy episodes by elbow convention (mean over seeds)",
+                      yaxis_title="fraction of episodes", yaxis_range=[0, 1], height=440, legend_title="episode")
     return fig
 
 

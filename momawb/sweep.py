@@ -12,6 +12,7 @@ jobs and resumes unfinished ones. MOMA-PPO's world models are fitted first, one 
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -22,7 +23,11 @@ from typing import Any, Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
-__all__ = ["Job", "grid", "run_job", "fit_world_model_job", "sweep", "write_results", "read_results"]
+__all__ = ["Job", "grid", "observation_grid", "run_job", "trained_team", "fit_world_model_job", "sweep",
+           "write_results", "read_results", "CENTRALIZED"]
+
+#: methods that act on the global state (centralized execution): run only under full observability
+CENTRALIZED = ("iql",)
 
 
 @dataclass(frozen=True)
@@ -75,12 +80,47 @@ def grid(methods: Sequence[str], datasets: Sequence[str], seeds: Iterable[int], 
     return jobs
 
 
+def observation_grid(methods: Sequence[str], dataset: str, seeds: Iterable[int], domain: str,
+                     observations: Sequence[str], po_memory: bool = False, **kw: Any) -> list[Job]:
+    """Jobs for a table over observation settings (Table 4a: 'fo', 'independent', 'leader').
+
+    Centralized methods (`CENTRALIZED`) run only under 'fo'. ``po_memory`` turns the attention
+    memory on for every method under partial observability (the paper's setup, PAPER.md
+    section 4); ``kw`` (notebook, preset, overrides, eval_episodes, root) goes to `grid`."""
+    from momawb import domains
+    for obs in observations:
+        domains.make(domain, observation=obs)  # an unknown setting fails here, naming the known ones
+    jobs: list[Job] = []
+    base = kw.pop("overrides", None) or {}
+    for obs in observations:
+        over = {k: dict(v) for k, v in base.items()}
+        if po_memory and obs != "fo":
+            for m in methods:
+                over.setdefault(m, {})["memory"] = True
+        jobs += grid(methods, [dataset], seeds, domain=domain, tasks=[{"observation": obs}], overrides=over,
+                     skip=lambda m, task: m in CENTRALIZED and task.get("observation") != "fo", **kw)
+    return jobs
+
+
 def _setup(job: Job):
     from momawb import domains, generate
     domain = domains.make(job.domain, **dict(job.domain_kwargs))
-    seed = {} if job.data_seed is None else {"seed": job.data_seed}
-    dataset = generate.named_dataset(job.domain, job.dataset, root=job.root, **seed)
-    return domain, dataset
+    return domain, generate.named_dataset(job.domain, job.dataset, root=job.root, seed=job.data_seed,
+                                          **generator_overrides(job))
+
+
+def generator_overrides(job: Job) -> dict:
+    """The dataset-generator keys of ``job``'s preset (section ``GENERATOR_SECTIONS[domain]``),
+    then its overrides; a seed there is ignored (``job.data_seed`` decides)."""
+    from momawb import config as cfg
+    from momawb.generate import GENERATOR_SECTIONS
+    section = GENERATOR_SECTIONS.get(job.domain)
+    if section is None:
+        return {}
+    out = dict(cfg.read_preset(job.notebook, job.preset)[0].get(section) or {}) if job.notebook and job.preset else {}
+    out.update(job.section_overrides(section))
+    out.pop("seed", None)
+    return out
 
 
 def prepare_dataset_job(job: Job, progress: bool = False) -> None:
@@ -91,7 +131,7 @@ def prepare_dataset_job(job: Job, progress: bool = False) -> None:
 def _dataset_jobs(jobs: Sequence[Job]) -> list[Job]:
     seen, out = set(), []
     for j in jobs:
-        key = (j.domain, j.dataset, j.data_seed, j.root)
+        key = (j.domain, j.dataset, j.data_seed, j.root, json.dumps(generator_overrides(j), sort_keys=True))
         if key not in seen:
             seen.add(key)
             out.append(j)
@@ -121,15 +161,9 @@ def run_job(job: Job, progress: bool = False, threads: int | None = None) -> dic
     import torch
     if threads:
         torch.set_num_threads(threads)
-    from momawb.train import dataset_tag, method_config, train
-    domain, dataset = _setup(job)
-    config = method_config(job.method, job.notebook, job.preset, job.section_overrides(job.method))
-    extra: dict[str, Any] = {}
-    if job.method == "moma_ppo" and getattr(config, "mode", "model") == "model":
-        extra["world_model"] = fit_world_model_job(job)
+    from momawb.train import dataset_tag
     t0 = time.time()
-    res = train(job.method, dataset, domain, config, seed=job.seed, root=job.root,
-                eval_episodes=job.eval_episodes, progress=progress, **extra)
+    domain, dataset, res = _train(job, progress)
     row = res.to_dict()
     row.update(dataset=job.dataset, task=job.task, domain=job.domain, data_seed=job.data_seed,
                dataset_name=dataset_tag(dataset), job_wall_time=time.time() - t0)
@@ -137,13 +171,34 @@ def run_job(job: Job, progress: bool = False, threads: int | None = None) -> dic
         from momawb.evaluation import evaluate
         first = evaluate(res.team, domain, episodes=1, record=True).trajectories["actions"][0, 0, :, 0]
         row["greedy_joint_action"] = first.astype(int).tolist()
+    if job.domain == "reacher":  # which way its greedy episodes bend the elbow, and mis-coordination
+        from momawb.conventions import measure_conventions
+        row["conventions"] = measure_conventions(res.team, domain, episodes=job.eval_episodes)
     return row
+
+
+def _train(job: Job, progress: bool = False):
+    from momawb.train import method_config, train
+    domain, dataset = _setup(job)
+    config = method_config(job.method, job.notebook, job.preset, job.section_overrides(job.method))
+    extra: dict[str, Any] = {}
+    if job.method == "moma_ppo" and getattr(config, "mode", "model") == "model":
+        extra["world_model"] = fit_world_model_job(job)
+    res = train(job.method, dataset, domain, config, seed=job.seed, root=job.root,
+                eval_episodes=job.eval_episodes, progress=progress, **extra)
+    return domain, dataset, res
+
+
+def trained_team(job: Job):
+    """The team of a finished ``job``, rebuilt from its checkpoint (trains it when missing)."""
+    return _train(job)[2].team
 
 
 def _wm_jobs(jobs: Sequence[Job]) -> list[Job]:
     seen, out = set(), []
     for j in jobs:
-        key = (j.domain, j.dataset, j.data_seed, j.notebook, j.preset, j.root, dict(j.overrides).get("world_model"))
+        key = (j.domain, j.dataset, j.data_seed, j.notebook, j.preset, j.root, dict(j.overrides).get("world_model"),
+               json.dumps(generator_overrides(j), sort_keys=True))
         if j.method == "moma_ppo" and key not in seen:
             seen.add(key)
             out.append(j)

@@ -63,10 +63,12 @@ class TrainResult:
 
 
 def dataset_tag(dataset: Dataset) -> str:
-    """A short name for a dataset: its ``name`` metadata, else a hash of its content summary."""
+    """A short name for a dataset: its ``name`` metadata plus a hash of its generator config
+    (two samples or sizes of one named dataset never share runs), else a hash of its content."""
     name = dataset.meta.get("name")
     if name:
-        return str(name)
+        gen = dataset.meta.get("generator_config")
+        return f"{name}-{config_hash(gen)[:6]}" if gen else str(name)
     return "data-" + config_hash({"n": len(dataset), "src": dataset.source,
                                   "r": float(dataset.rewards.sum())})
 

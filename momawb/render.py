@@ -1,0 +1,108 @@
+"""Episode frames: what a trained Reacher team does, as images, a strip or an animated GIF.
+
+Frames are rendered headless by MuJoCo (``MUJOCO_GL=egl``, else OSMesa; see
+`momawb.domains.reacher`) from recorded global states: every state (cos, sin, target,
+velocities) fixes the arm's pose, so an episode recorded by `momawb.evaluation.evaluate`
+(``record=True``) is re-posed in one render env instead of being re-simulated.
+`team_viewer` is the notebook widget: pick a trained team and an evaluation episode, watch it.
+"""
+from __future__ import annotations
+
+import io
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["reacher_frames", "strip_png", "gif", "episode_of", "team_viewer"]
+
+
+def reacher_frames(states: np.ndarray, every: int = 1, size: int = 160) -> list[np.ndarray]:
+    """RGB frames (size, size, 3) of the Reacher states (T, 10), every ``every``-th step."""
+    from momawb.domains import reacher
+    env = reacher.TwoAgentReacherEnv(render_mode="rgb_array", width=size, height=size)
+    try:
+        env.reset(seed=0)
+        qpos, qvel = reacher.sim_state_from_states(np.asarray(states)[::every])
+        frames = []
+        for q, v in zip(qpos, qvel):
+            env.reacher.set_state(q, v)
+            frames.append(np.asarray(env.render()).copy())
+        return frames
+    finally:
+        env.close()
+
+
+def strip_png(frames: Sequence[np.ndarray], labels: Sequence[str] | None = None) -> bytes:
+    """The frames side by side as one PNG (optional label in each frame's corner)."""
+    from PIL import Image, ImageDraw
+    h, w = frames[0].shape[:2]
+    img = Image.new("RGB", (w * len(frames) + 2 * (len(frames) - 1), h), "white")
+    for i, f in enumerate(frames):
+        tile = Image.fromarray(np.asarray(f, np.uint8))
+        if labels:
+            ImageDraw.Draw(tile).text((4, 2), labels[i], fill=(255, 255, 255))
+        img.paste(tile, (i * (w + 2), 0))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def gif(frames: Sequence[np.ndarray], fps: int = 25) -> bytes:
+    """An animated, looping GIF of the frames."""
+    from PIL import Image
+    imgs = [Image.fromarray(np.asarray(f, np.uint8)) for f in frames]
+    buf = io.BytesIO()
+    imgs[0].save(buf, format="GIF", save_all=True, append_images=imgs[1:], duration=int(1000 / fps), loop=0)
+    return buf.getvalue()
+
+
+def episode_of(team, domain, episodes: int = 20, seed: int = 10_101) -> dict:
+    """Greedy episodes of ``team`` with their convention labels (`momawb.conventions`):
+    ``states`` (E, T, 10) and ``labels`` (one dict per episode)."""
+    from momawb import conventions
+    from momawb.evaluation import evaluate
+    res = evaluate(team, domain, episodes=episodes, seed=seed, record=True)
+    tr = res.trajectories
+    labels = conventions.label_episodes(tr["states"], tr["actions"], tr["alive"])
+    return {"states": tr["states"], "labels": labels, "returns": res.returns}
+
+
+def team_viewer(rows: Sequence[Mapping], load_team: Callable[[Mapping], object],
+                make_domain: Callable[[Mapping], object], display: Mapping[str, str] | None = None,
+                episodes: int = 20, size: int = 160):
+    """Widget: pick a trained team (method, setting, seed) and one of its greedy evaluation
+    episodes; shows the animation, a frame strip and the episode's convention label.
+
+    ``load_team(row)`` rebuilds a row's team from its checkpoint; ``make_domain(row)`` gives
+    the row's domain (its observation setting).
+    """
+    import ipywidgets as W
+    display = display or {}
+    keyed = {f"{display.get(r['method'], r['method'])} | {r.get('task', '')} | seed {r['seed']}": r for r in rows}
+    pick = W.Dropdown(options=sorted(keyed), description="team", layout=W.Layout(width="420px"))
+    ep = W.IntSlider(value=0, min=0, max=episodes - 1, description="episode", continuous_update=False)
+    anim, strip, info = W.Image(format="gif"), W.Image(format="png"), W.HTML()
+    cache: dict[str, dict] = {}
+
+    def refresh(_=None) -> None:
+        if pick.value is None:
+            return
+        if pick.value not in cache:
+            info.value = "rolling out the team..."
+            row = keyed[pick.value]
+            cache[pick.value] = episode_of(load_team(row), make_domain(row), episodes=episodes)
+        out = cache[pick.value]
+        states, label = out["states"][ep.value], out["labels"][ep.value]
+        frames = reacher_frames(states, every=2, size=size)
+        anim.value = gif(frames)
+        idx = np.linspace(0, len(frames) - 1, 6).astype(int)
+        strip.value = strip_png([frames[i] for i in idx], [f"t={2 * i}" for i in idx])
+        counts = {k: sum(lb["name"] == k for lb in out["labels"]) for k in ("ccw", "cw", "miscoordinated")}
+        info.value = (f"<b>episode {ep.value}</b>: {label['name']}, return {out['returns'][ep.value]:.2f}, "
+                      f"torques fighting on {label['fight_fraction']:.0%} of steps. "
+                      f"<b>Team over {episodes} episodes</b>: {counts}")
+
+    pick.observe(refresh, "value")
+    ep.observe(refresh, "value")
+    refresh()
+    return W.VBox([W.HBox([pick, ep]), info, anim, strip])

@@ -1,0 +1,223 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Two-agent Reacher: which way to bend the elbow?
+#
+# Reacher split in two (PAPER.md section 6): agent 1 drives the shoulder torque (theta_1), agent 2
+# the elbow torque (theta_2). Every target can be reached with the elbow bent counter-clockwise
+# (theta_2 >= 0) or clockwise (theta_2 <= 0): two equally good *conventions*. The expert-mix
+# dataset holds, in equal parts, episodes of an expert team of each convention. An offline
+# learner that copies each agent's marginal behaviour can end up with a shoulder of one
+# convention and an elbow of the other: the torques fight and the arm misses the target.
+#
+# This notebook builds the dataset (Table 2), trains IQL, MAIQL, MATD3+BC, IBC, ITD3+BC, ICQL,
+# IOMAR and MOMA-PPO under three observation settings (Table 4a), and measures, for every trained
+# team, how often it bends each way or mis-coordinates.
+#
+# `papermill notebooks/reacher.ipynb out.ipynb -p preset cpu -p observation independent`, or
+# `-f params/reacher/cpu.yaml`.
+
+# %% tags=["parameters"]
+preset = "ci"  # ci (minutes, CI), cpu (about an hour on 2 cores), gpu (paper scale)
+observation = ["fo", "independent", "leader"]  # observation settings (one name or a list)
+methods = ["iql", "maiql", "matd3bc", "ibc", "itd3bc", "icql", "iomar", "moma_ppo"]
+seeds = None  # None: the preset's (ci 1; cpu and gpu 3, as the paper)
+po_memory = None  # attention memory under partial observability; None: the preset's (gpu: on)
+backend = "local"  # serial, local (process pool) or ray
+ray_address = None  # an existing Ray cluster, or None for a local one
+live = True  # live learning curves (plotly FigureWidget)
+eval_episodes = 100
+
+# %% tags=["nbval-ignore-output"]
+import numpy as np
+from IPython.display import HTML, Image, display
+
+import momawb
+from momawb import config as cfg
+from momawb import conventions, domains, generate, plots, render, sweep, tables
+from momawb.domains import reacher
+from momawb.runs import outputs_root
+from momawb.train import DISPLAY
+
+params, preset_file = cfg.read_preset("reacher", preset)
+overrides = {k: v for k, v in params.items() if k in cfg.SECTIONS}
+observations = [observation] if isinstance(observation, str) else list(observation)
+seeds = int(params.get("seeds", 3) if seeds is None else seeds)
+po_memory = bool(params.get("po_memory", False) if po_memory is None else po_memory)
+out_dir = outputs_root() / "reacher" / preset
+out_dir.mkdir(parents=True, exist_ok=True)
+print(f"momawb {momawb.__version__}, preset {preset!r} from {preset_file.name}: settings {observations}, "
+      f"{seeds} seed(s), memory under PO: {po_memory}; outputs in {out_dir}")
+
+# %% [markdown]
+# ## The two agents and what they see
+#
+# The actuator of each agent is read from the MuJoCo model. Under partial observability nobody
+# sees the fingertip-to-target vector; in *independent* each agent sees only its own joint and
+# the target, in *leader* both see both joints but only agent 1 (the leader) sees the target.
+
+# %% tags=["nbval-check-output"]
+env = reacher.TwoAgentReacherEnv()
+model = env.reacher.model
+joints = [model.joint(int(model.actuator_trnid[a, 0])).name for a in reacher.actuator_of_agents(model)]
+print("agent -> joint:", dict(zip(env.possible_agents, joints)))
+env.close()
+rows_obs = [["setting", "agent 1 (shoulder) sees", "agent 2 (elbow) sees"]]
+for name in ("fo", "independent", "leader"):
+    idx = reacher.observation_index(name)
+    rows_obs.append([name] + [", ".join(reacher.STATE_LABELS[j] for j in row if j >= 0) for row in idx])
+print(tables.to_markdown(rows_obs))
+
+# %% [markdown]
+# ## The expert-mix dataset (Table 2)
+#
+# Expert teams are online MAPPO (`moma_ppo.train`, `mode="online"`) on the all-observant task,
+# seed after seed until a team of each convention exists; the mirror image of a team (reflected
+# about the x axis: same returns, the other elbow side) stands in when the seeds give one
+# convention only. The `ci` preset trains one short expert with a convention-shaping term
+# (`generate.shaped_reacher_domain`) and uses its mirror image, so CI needs no 15-minute expert
+# training. Built once, then loaded from `outputs/datasets/`.
+
+# %% tags=["nbval-ignore-output"]
+gen_overrides = {k: v for k, v in overrides.get("reacher_generator", {}).items() if k != "seed"}
+data_config = generate.reacher_dataset_config("expert-mix", **gen_overrides)
+dataset = generate.reacher_dataset(data_config, progress=True)
+domain_fo = domains.make("reacher", observation="fo")
+desc = dataset.describe(domain_fo)
+table2 = [["normalised score", "ours", "Table 2"]]
+for k in ("min", "mean", "median", "max"):
+    table2.append([k, f"{100 * desc['score_' + k]:.1f} %", f"{tables.TABLE2_REACHER[k]:.1f} %"])
+print(f"{desc['episodes']} episodes, {desc['transitions']} transitions, from {dataset.source}")
+print(tables.to_markdown(table2))
+meas = dataset.meta["measured_reference_returns"]
+print(f"reference returns: paper random {domain_fo.reference_returns[0]}, expert {domain_fo.reference_returns[1]}; "
+      f"measured here: uniform-random torques {meas['random']:.2f}, zero torque {meas['zero_torque']:.2f}, "
+      f"the two source teams {meas['expert']:.2f}")
+labels = conventions.dataset_labels(dataset)
+frac = {k: np.mean([lb["name"] == k for lb in labels]) for k in plots.CONVENTION_COLORS}
+print("dataset episodes: " + ", ".join(f"{k} {v:.1%}" for k, v in frac.items()))
+
+# %% [markdown]
+# ### Coordinated and mis-coordinated, in frames
+#
+# The dataset's two source teams each reach the target their own way. A team made of the
+# counter-clockwise team's shoulder and the clockwise team's elbow (`conventions.MixedTeam`)
+# is what a decentralised learner risks: its agents fight over the elbow side.
+
+# %% tags=["nbval-ignore-output"]
+experts, _ = generate.reacher_experts(data_config, log=None)
+mixed = conventions.MixedTeam(experts["ccw"][0], experts["cw"][0])
+for title, team in (("counter-clockwise expert", experts["ccw"][0]), ("clockwise expert", experts["cw"][0]),
+                    ("mixed: ccw shoulder + cw elbow", mixed)):
+    ep = render.episode_of(team, domain_fo, episodes=10)
+    k = int(np.argmax([lb["fight_fraction"] for lb in ep["labels"]])) if team is mixed else 0
+    lab = ep["labels"][k]
+    frames = render.reacher_frames(ep["states"][k], every=8, size=120)
+    display(HTML(f"<b>{title}</b>: episode {k}, {lab['name']}, return {ep['returns'][k]:.2f}, "
+                 f"torques fighting on {lab['fight_fraction']:.0%} of steps"))
+    display(Image(render.strip_png(frames, [f"t={8 * i}" for i in range(len(frames))])))
+
+# %% [markdown]
+# ## Training (Table 4a)
+#
+# One job of `momawb.sweep` per (method, setting, seed); IQL acts on the global state, so it runs
+# only all-observant. MOMA-PPO first fits one world model on the dataset, shared by the three
+# settings (the model sees global states, not observations). Finished jobs are skipped and
+# unfinished ones resume from their checkpoints when this cell runs again.
+
+# %% tags=["nbval-ignore-output"]
+curves = plots.LiveCurves("learning curves (one line per seed)", live=live)
+if live:
+    display(curves.fig)
+
+
+def on_result(row):
+    if row["curve"]:
+        xs, ys = zip(*row["curve"])
+        curves.add(f"{DISPLAY[row['method']]} / {row['task']}", xs, ys, label=f"seed {row['seed']}")
+
+
+jobs = sweep.observation_grid(methods, "expert-mix", range(seeds), "reacher", observations, po_memory=po_memory,
+                              notebook="reacher", preset=preset, eval_episodes=eval_episodes)
+rows = sweep.sweep(jobs, backend=backend, address=ray_address, on_result=on_result)
+results_path = sweep.write_results(out_dir / "results.json", rows, notebook="reacher", preset=preset)
+print(f"{len(rows)} runs; results in {results_path}")
+
+# %% tags=["nbval-ignore-output"]
+plots.mean_curves(rows, group_by=("method", "task"), display=DISPLAY).show()
+
+# %% [markdown]
+# ## Table 4a: ours beside the paper's (normalised score, mean ± s.e. over seeds)
+#
+# The paper gives means only. Scores are 100 greedy episodes per seed, normalised with the
+# paper's reference returns (expert -4.237, random -11.145).
+
+# %% tags=["nbval-ignore-output"]
+measured = tables.aggregate(rows)
+print(tables.to_markdown(tables.side_by_side(measured, tables.TABLE4A, DISPLAY)))
+
+# %% [markdown]
+# ## Conventions: which way does each trained team bend, and how often do its agents fight?
+#
+# For every team, its greedy evaluation episodes are labelled (`momawb.conventions`): the sign
+# of the elbow angle over the second half of the episode (*ccw*, *cw*, or *straight* when the
+# arm ends almost straight), or *miscoordinated* when the elbow flips side in that window, or
+# the target is missed while the two torques push the fingertip in opposite directions on at
+# least half of the steps.
+
+# %% tags=["nbval-ignore-output"]
+plots.convention_fractions(rows, DISPLAY, order=methods).show()
+
+# %% [markdown]
+# What the runs above show, computed from them (not asserted): MOMA-PPO against the
+# independent learners and MAIQL under partial observability.
+
+# %% tags=["nbval-ignore-output"]
+def mean_of(task, method, key=None):
+    vals = [r["conventions"][key] if key else r["score"] for r in rows if r["task"] == task and r["method"] == method]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+for task in [o for o in ("independent", "leader") if o in observations]:
+    if "moma_ppo" not in methods:
+        break
+    moma = mean_of(task, "moma_ppo")
+    for m in [m for m in ("ibc", "maiql") if m in methods]:
+        print(f"{task:12s} MOMA-PPO {moma:5.2f} vs {DISPLAY[m]:6s} {mean_of(task, m):5.2f}: "
+              f"{'at least as good' if moma >= mean_of(task, m) else 'worse'}")
+    mis = {m: mean_of(task, m, "miscoordinated") for m in methods if m in ("moma_ppo", "ibc", "itd3bc", "icql", "iomar")}
+    print(f"{task:12s} mis-coordinated episodes: " + ", ".join(f"{DISPLAY[m]} {v:.0%}" for m, v in mis.items()))
+
+# %% [markdown]
+# Checks on the run itself: every (setting, method) has a score and its episode fractions add
+# up to one.
+
+# %% tags=["nbval-check-output"]
+expected = {(o, m) for o in observations for m in methods if m not in sweep.CENTRALIZED or o == "fo"}
+got = {(r["task"], r["method"]) for r in rows}
+assert got == expected, f"missing runs: {sorted(expected - got)}"
+assert all(np.isfinite(r["score"]) for r in rows)
+assert all(abs(sum(r["conventions"][k] for k in plots.CONVENTION_COLORS) - 1) < 1e-9 for r in rows)
+print(f"{len(expected)} (setting, method) cells, {len(rows)} runs, all scored and labelled")
+
+# %% [markdown]
+# ## Watch a trained team
+#
+# Pick a team (method, setting, seed) and one of its greedy evaluation episodes: the animation,
+# six frames, and the episode's label.
+
+# %% tags=["nbval-ignore-output"]
+job_of = {id(r): j for r, j in zip(rows, jobs)}
+render.team_viewer(rows, lambda r: sweep.trained_team(job_of[id(r)]),
+                   lambda r: domains.make("reacher", observation=r["task"]), DISPLAY, episodes=10)
