@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 __all__ = ["StackedLinear", "StackedMLP", "AgentMLP", "AgentPolicy", "AgentMemory", "AgentEncoder",
            "PolicyTeam", "Mixer",
-           "mlp", "soft_update", "positional_encoding", "ACTIVATIONS"]
+           "mlp", "soft_update", "positional_encoding", "ACTIVATIONS", "RunningNorm", "NormalizedEncoder"]
 
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "elu": nn.ELU}
 
@@ -280,3 +280,52 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """Polyak averaging: target <- (1 - tau) target + tau source."""
     for t, s in zip(target.parameters(), source.parameters()):
         t.lerp_(s, tau)
+
+
+class RunningNorm(nn.Module):
+    """Running mean and variance over all samples seen (batched update of Chan et al.), per feature
+    of ``shape``; ``forward`` standardises (clipped to +-clip), ``denormalize`` inverts it.
+    Buffers, so they live in checkpoints; starts as the identity (mean 0, var 1)."""
+
+    def __init__(self, shape: tuple[int, ...], clip: float = float("inf"), eps: float = 1e-8):
+        super().__init__()
+        self.shape, self.clip, self.eps = tuple(shape), clip, eps
+        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Merge a batch x (M, *shape) into the running moments."""
+        x = x.reshape(-1, *self.shape).double()
+        n = x.shape[0]
+        if n == 0:
+            return
+        mean, var = x.mean(0), x.var(0, unbiased=False)
+        total = self.count + n
+        delta = mean - self.mean
+        self.var.copy_((self.var * self.count + var * n + delta.pow(2) * self.count * n / total) / total)
+        self.mean.add_(delta * n / total)
+        self.count.copy_(total)
+
+    def _std(self) -> torch.Tensor:
+        return (self.var + self.eps).sqrt()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = (x - self.mean.to(x.dtype)) / self._std().to(x.dtype)
+        return y if math.isinf(self.clip) else y.clamp(-self.clip, self.clip)
+
+    def denormalize(self, y: torch.Tensor) -> torch.Tensor:
+        return y * self._std().to(y.dtype) + self.mean.to(y.dtype)
+
+
+class NormalizedEncoder(AgentEncoder):
+    """`nets.AgentEncoder` on observations standardised by a `RunningNorm` of shape (N, O)
+    (``obs_norm``); histories stay raw. Part of the team, so evaluation sees the same inputs."""
+
+    def __init__(self, n_agents: int, obs_dim: int, *args, clip: float = 10.0, **kw):
+        super().__init__(n_agents, obs_dim, *args, **kw)
+        self.obs_norm = RunningNorm((n_agents, obs_dim), clip)
+
+    def forward(self, obs: torch.Tensor, hist: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(self.obs_norm(obs), hist)

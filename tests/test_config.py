@@ -62,11 +62,21 @@ def test_inf_and_nan():
         T(l_eps=float("nan"))
 
 
+def _notebook_parameters(notebook: str) -> dict:
+    """Name -> default of the assignments in the notebook's ``parameters`` cell (its .py source)."""
+    import ast
+    import jupytext
+    nb = jupytext.read(cfg.params_dir().parent / "notebooks" / f"{notebook}.py")
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    return {t.id: ast.literal_eval(node.value) for node in ast.parse(cell.source).body
+            if isinstance(node, ast.Assign) for t in node.targets}
+
+
 def test_every_preset_file_is_valid():
-    """Every params/<notebook>/<preset>.yaml only uses known sections and keys."""
+    """Every params/<notebook>/<preset>.yaml only uses known sections and the notebook's parameters."""
     files = sorted(cfg.params_dir().glob("*/*.yaml"))
     assert files, "no preset files found"
     for f in files:
         data = yaml.safe_load(f.read_text()) or {}
-        cfg.validate_preset_file(f, {"preset": f.stem})
+        cfg.validate_preset_file(f, _notebook_parameters(f.parent.name))
         assert data.get("preset") == f.stem, f"{f}: 'preset' must equal the file name"

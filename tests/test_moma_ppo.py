@@ -16,7 +16,7 @@ from momawb.domains import Domain, game
 from momawb.evaluation import evaluate
 from momawb.generate import game_dataset
 from momawb.model_env import SimulatorEnv, StepOut
-from momawb.moma_ppo import (MomaPPO, MomaPPOAgents, MomaPPOConfig, model_rollouts, sample_starts, timeout_gae,
+from momawb.moma_ppo import (MomaPPO, MomaPPOAgents, MomaPPOConfig, model_rollouts, timeout_gae,
                              train)
 from momawb.runs import Run
 

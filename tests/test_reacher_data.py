@@ -8,7 +8,7 @@ from momawb.config import section_class
 from momawb.domains import make
 from momawb.domains.reacher import CCW, CW
 from momawb.generate import (MIRROR_STATE, NAMED_DATASETS, MirroredTeam, ReacherDatasetConfig, named_dataset,
-                             reacher_dataset, reacher_rollouts, shaped_reacher_domain)
+                             reacher_dataset, reacher_dataset_config, reacher_rollouts, shaped_reacher_domain)
 
 T = 50
 
@@ -178,9 +178,11 @@ def test_named_dataset_reacher(tmp_path, monkeypatch):
     monkeypatch.setattr("momawb.generate.reacher_dataset", fake)
     # the registry resolves through the module attribute at call time
     assert named_dataset("reacher", "expert-mix", root=tmp_path) == "ok"
-    assert seen["config"] == "expert-mix"
+    assert seen["config"] == reacher_dataset_config("expert-mix")
     named_dataset("reacher", "expert-mix", root=tmp_path, seed=3)
     assert seen["config"].seed == 3 and seen["config"].mirror_fallback
+    named_dataset("reacher", "expert-mix", root=tmp_path, expert_steps=7)     # a preset's generator keys
+    assert seen["config"].expert_steps == 7 and seen["config"].mirror_fallback
 
 
 def test_mirror_symmetry_is_exact_in_the_simulator():

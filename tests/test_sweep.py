@@ -1,12 +1,10 @@
 """Sweeps: local pool and Ray give the same rows as a serial run; finished jobs are skipped;
 an interrupted job resumes from its checkpoint."""
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
