@@ -12,7 +12,7 @@ export JUPYTER_DATA_DIR := $(JHOME)/data
 export JUPYTER_RUNTIME_DIR := $(JHOME)/runtime
 export IPYTHONDIR := $(JHOME)/ipython
 
-.PHONY: setup test test-fast run bench clean refs
+.PHONY: setup test test-fast run reacher bench clean refs
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,6 +33,11 @@ test-fast: setup
 run: setup
 	mkdir -p outputs $(JHOME)
 	$(BIN)/papermill notebooks/coordination_game.ipynb outputs/coordination_game.ipynb -k python3
+
+# Table 4a and the convention analysis at the cpu preset (about an hour on 2 cores; runs are cached)
+reacher: setup
+	mkdir -p outputs $(JHOME)
+	$(BIN)/papermill notebooks/reacher.ipynb outputs/reacher-cpu.ipynb -k python3 -p preset cpu
 
 bench: setup
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
