@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-__all__ = ["LiveCurves", "mean_curves", "convention_figure", "convention_fractions", "payoff_html",
+__all__ = ["LiveCurves", "mean_curves", "convention_figure", "convention_fractions", "calibration_figure", "payoff_html",
            "dataset_explorer", "table_html"]
 
 #: Reacher episode labels (`momawb.conventions`) and their colours
@@ -117,6 +117,32 @@ def convention_fractions(rows: Iterable[Mapping], display: Mapping[str, str] | N
         fig.add_trace(go.Bar(x=x, y=y, name=name, marker_color=color))
     fig.update_layout(barmode="stack", title=title or "greedy episodes by elbow convention (mean over seeds)",
                       yaxis_title="fraction of episodes", yaxis_range=[0, 1], height=440, legend_title="episode")
+    return fig
+
+
+def calibration_figure(cal: Mapping, title: str = "") -> go.Figure:
+    """eps_g beside the world model's real error (`momawb.calibration.calibration` output): left,
+    one-step held-out transitions (log-log scatter); right, the median of both along k-step
+    rollouts replayed in the ground-truth simulator (when ``cal["rollout"]`` exists)."""
+    from plotly.subplots import make_subplots
+    one, roll = cal["one_step"], cal.get("rollout")
+    fig = make_subplots(rows=1, cols=2 if roll else 1, subplot_titles=(
+        f"one step (Spearman {cal['spearman']['one_step']:.2f})",
+        *(["k-step rollouts vs the simulator (median)"] if roll else [])))
+    n = min(len(one["eps_g"]), 3000)
+    fig.add_trace(go.Scattergl(x=one["eps_g"][:n], y=one["error"][:n], mode="markers", name="transition",
+                               marker=dict(size=3, opacity=0.4, color=PALETTE[0])), 1, 1)
+    fig.update_xaxes(type="log", title_text="eps_g (norm of a covariance: squared units)", row=1, col=1)
+    fig.update_yaxes(type="log", title_text="real error ||[s_hat' - s', r_bar - r]||", row=1, col=1)
+    if roll:
+        steps = np.arange(1, roll["eps_g"].shape[1] + 1)
+        fig.add_trace(go.Scatter(x=steps, y=np.nanmedian(roll["error"], 0), name="real error",
+                                 line=dict(color=PALETTE[1])), 1, 2)
+        fig.add_trace(go.Scatter(x=steps, y=np.nanmedian(roll["eps_g"], 0), name="eps_g",
+                                 line=dict(color=PALETTE[0], dash="dash")), 1, 2)
+        fig.update_xaxes(title_text="rollout step", row=1, col=2)
+        fig.update_yaxes(type="log", row=1, col=2)
+    fig.update_layout(title=title or "does the ensemble know where it is wrong?", height=420)
     return fig
 
 

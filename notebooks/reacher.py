@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -45,7 +47,7 @@ from IPython.display import HTML, Image, display
 
 import momawb
 from momawb import config as cfg
-from momawb import conventions, domains, generate, plots, render, sweep, tables
+from momawb import conventions, domains, generate_reacher, plots, render, sweep, tables
 from momawb.domains import reacher
 from momawb.runs import outputs_root
 from momawb.train import DISPLAY
@@ -86,13 +88,13 @@ print(tables.to_markdown(rows_obs))
 # seed after seed until a team of each convention exists; the mirror image of a team (reflected
 # about the x axis: same returns, the other elbow side) stands in when the seeds give one
 # convention only. The `ci` preset trains one short expert with a convention-shaping term
-# (`generate.shaped_reacher_domain`) and uses its mirror image, so CI needs no 15-minute expert
+# (`generate_reacher.shaped_reacher_domain`) and uses its mirror image, so CI needs no 15-minute expert
 # training. Built once, then loaded from `outputs/datasets/`.
 
 # %% tags=["nbval-ignore-output"]
 gen_overrides = {k: v for k, v in overrides.get("reacher_generator", {}).items() if k != "seed"}
-data_config = generate.reacher_dataset_config("expert-mix", **gen_overrides)
-dataset = generate.reacher_dataset(data_config, progress=True)
+data_config = generate_reacher.reacher_dataset_config("expert-mix", **gen_overrides)
+dataset = generate_reacher.reacher_dataset(data_config, progress=True)
 domain_fo = domains.make("reacher", observation="fo")
 desc = dataset.describe(domain_fo)
 table2 = [["normalised score", "ours", "Table 2"]]
@@ -116,7 +118,7 @@ print("dataset episodes: " + ", ".join(f"{k} {v:.1%}" for k, v in frac.items()))
 # is what a decentralised learner risks: its agents fight over the elbow side.
 
 # %% tags=["nbval-ignore-output"]
-experts, _ = generate.reacher_experts(data_config, log=None)
+experts, _ = generate_reacher.reacher_experts(data_config, log=None)
 mixed = conventions.MixedTeam(experts["ccw"][0], experts["cw"][0])
 for title, team in (("counter-clockwise expert", experts["ccw"][0]), ("clockwise expert", experts["cw"][0]),
                     ("mixed: ccw shoulder + cw elbow", mixed)):
@@ -156,6 +158,25 @@ print(f"{len(rows)} runs; results in {results_path}")
 
 # %% tags=["nbval-ignore-output"]
 plots.mean_curves(rows, group_by=("method", "task"), display=DISPLAY).show()
+
+# %% [markdown]
+# ## Does the world model know where it is wrong?
+#
+# MOMA-PPO stops a synthetic rollout when the ensemble's disagreement eps_g reaches `l_eps` and
+# penalises rewards by it, so eps_g should rise with the model's real error. Here it is beside
+# that error on held-out transitions and along 10-step rollouts replayed in the real simulator
+# (restarted from the stored qpos/qvel; `momawb.calibration`).
+
+# %% tags=["nbval-ignore-output"]
+from momawb.calibration import calibration
+
+moma_jobs = [j for j in jobs if j.method == "moma_ppo"]
+if moma_jobs:
+    cal = calibration(sweep.fit_world_model_job(moma_jobs[0]), dataset, domains.make("reacher"), k=10)
+    plots.calibration_figure(cal).show()
+    rho = cal["spearman"]["rollout"]
+    print(f"Spearman(eps_g, error): one step {cal['spearman']['one_step']:.2f}; "
+          f"rollout step 1 {rho[0]:.2f}, step 10 {rho[-1]:.2f}")
 
 # %% [markdown]
 # ## Table 4a: ours beside the paper's (normalised score, mean ± s.e. over seeds)

@@ -9,7 +9,9 @@ from momawb.datasets import Dataset, DatasetError
 from momawb.domains import Domain, SimStep, make
 from momawb.generate import game_dataset_config, generate_game
 from momawb.runs import Run, TrainingDiverged
-from momawb.world_model import (EnsembleTrainer, WorldModel, WorldModelConfig, _clip_member_grads, calibration,
+from momawb import plots
+from momawb.calibration import calibration
+from momawb.world_model import (EnsembleTrainer, WorldModel, WorldModelConfig, _clip_member_grads,
                                 ensemble_uncertainty, fit_world_model, load_or_fit, majority_not_terminal)
 
 TINY = dict(hidden=(64, 64), lr=2e-3, batch_size=64, eval_every=100, log_every=50, checkpoint_every=100,
@@ -122,6 +124,8 @@ def test_linear_system_error_small_and_eps_g_grows_outside(linear_model):
     assert out_far.eps_g.median() > 100 * out_in.eps_g.median()
     roll = cal["rollout"]
     assert roll["eps_g"].shape == roll["error"].shape == (len(roll["start"]), 3)
+    fig = plots.calibration_figure(cal)                               # scatter + two rollout medians
+    assert [len(t.x) for t in fig.data] == [min(len(one["eps_g"]), 3000), 3, 3]
     assert np.nanmean(roll["error"][:, 0]) < 0.1
 
 
