@@ -1,8 +1,8 @@
 """Two-agent Reacher datasets (PAPER.md section 6, Table 2): expert teams and the expert-mix.
 
-Expert teams are online MAPPO
-(`momawb.moma_ppo.train`, ``mode="online"``) on the all-observant task, one run per seed under
-``outputs/runs/reacher-expert/seed<k>-<hash>``, so reruns reuse them. Each team's convention
+Expert teams are online MAPPO (`momawb.moma_ppo.train`, ``mode="online"``) on the
+all-observant task, one run per seed under ``outputs/runs/reacher-expert/seed<k>-<hash>``, so
+reruns reuse them. Each team's convention
 is measured from its own greedy episodes (`momawb.conventions.measure_conventions`); seeds
 are tried in order until at least one pure CCW and one pure CW team exist (the paper: "the
 seed decided the convention"). An optional convention-shaping reward (off by default) adds
