@@ -34,7 +34,7 @@ run: setup
 	mkdir -p outputs $(JHOME)
 	$(BIN)/papermill notebooks/coordination_game.ipynb outputs/coordination_game.ipynb -k python3
 
-# Table 4a and the convention analysis at the cpu preset (about 2 hours on 2 cores from scratch; finished runs are cached)
+# Table 4a and the convention analysis at the cpu preset (about 2 h 15 min on 2 cores from scratch; finished runs are cached)
 reacher: setup
 	mkdir -p outputs $(JHOME)
 	$(BIN)/papermill notebooks/reacher.ipynb outputs/reacher-cpu.ipynb -k python3 -p preset cpu

@@ -31,7 +31,7 @@
 # `-f params/reacher/cpu.yaml`.
 
 # %% tags=["parameters"]
-preset = "ci"  # ci (minutes, CI), cpu (about 2 hours on 2 cores), gpu (paper scale)
+preset = "ci"  # ci (minutes, CI), cpu (about 2 h 15 min on 2 cores), gpu (paper scale)
 observation = ["fo", "independent", "leader"]  # observation settings (one name or a list)
 methods = ["iql", "maiql", "matd3bc", "ibc", "itd3bc", "icql", "iomar", "moma_ppo"]
 seeds = None  # None: the preset's (ci 1; cpu and gpu 3, as the paper)
