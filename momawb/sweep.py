@@ -128,14 +128,20 @@ def prepare_dataset_job(job: Job, progress: bool = False) -> None:
     _setup(job)
 
 
-def _dataset_jobs(jobs: Sequence[Job]) -> list[Job]:
+def _unique(jobs: Iterable[Job], key: Callable[[Job], Any]) -> list[Job]:
+    """The first job of each ``key`` value, in order."""
     seen, out = set(), []
     for j in jobs:
-        key = (j.domain, j.dataset, j.data_seed, j.root, json.dumps(generator_overrides(j), sort_keys=True))
-        if key not in seen:
-            seen.add(key)
+        k = key(j)
+        if k not in seen:
+            seen.add(k)
             out.append(j)
     return out
+
+
+def _dataset_jobs(jobs: Sequence[Job]) -> list[Job]:
+    return _unique(jobs, lambda j: (j.domain, j.dataset, j.data_seed, j.root,
+                                    json.dumps(generator_overrides(j), sort_keys=True)))
 
 
 def _world_model_config(job: Job):
@@ -195,14 +201,9 @@ def trained_team(job: Job):
 
 
 def _wm_jobs(jobs: Sequence[Job]) -> list[Job]:
-    seen, out = set(), []
-    for j in jobs:
-        key = (j.domain, j.dataset, j.data_seed, j.notebook, j.preset, j.root, dict(j.overrides).get("world_model"),
-               json.dumps(generator_overrides(j), sort_keys=True))
-        if j.method == "moma_ppo" and key not in seen:
-            seen.add(key)
-            out.append(j)
-    return out
+    return _unique((j for j in jobs if j.method == "moma_ppo"),
+                   lambda j: (j.domain, j.dataset, j.data_seed, j.notebook, j.preset, j.root,
+                              dict(j.overrides).get("world_model"), json.dumps(generator_overrides(j), sort_keys=True)))
 
 
 def sweep(jobs: Sequence[Job], backend: str = "local", workers: int | None = None,
@@ -229,7 +230,7 @@ def sweep(jobs: Sequence[Job], backend: str = "local", workers: int | None = Non
 
 
 def _phase(fn, phase_jobs, collect, rows, backend, workers, address, progress, on_result, pool):
-    """Run one phase (world models, then jobs); returns the process pool for reuse."""
+    """Run one phase (datasets, world models or jobs); returns the process pool for reuse."""
     if not phase_jobs:
         return pool
     desc = {prepare_dataset_job: "datasets", fit_world_model_job: "world models"}.get(fn, "jobs")
