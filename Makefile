@@ -12,7 +12,7 @@ export JUPYTER_DATA_DIR := $(JHOME)/data
 export JUPYTER_RUNTIME_DIR := $(JHOME)/runtime
 export IPYTHONDIR := $(JHOME)/ipython
 
-.PHONY: setup test test-fast run reacher bench clean refs
+.PHONY: setup test test-fast test-gpu run reacher bench clean refs
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not browser and not ray and not slow"
+
+# every device-dependent test on CUDA (tests/devices.py); CPU-only tests say why they skip
+test-gpu: setup
+	mkdir -p $(JHOME)
+	MOMAWB_TEST_DEVICE=cuda $(BIN)/python -m pytest -m "not browser" -rs
 
 run: setup
 	mkdir -p outputs $(JHOME)

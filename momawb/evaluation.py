@@ -14,7 +14,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 import torch
 
-__all__ = ["Team", "EvalResult", "evaluate", "mean_se"]
+__all__ = ["Team", "EvalResult", "evaluate", "mean_se", "team_device"]
 
 
 class Team(Protocol):
@@ -56,6 +56,20 @@ class EvalResult:
                 "length": float(self.lengths.mean())}
 
 
+def team_device(team: Any) -> torch.device:
+    """The device of a team's networks: its parameters', or those of the teams it wraps
+    (``team``/``teams`` attributes, e.g. a mirrored or mixed team); CPU when it has none."""
+    params = getattr(team, "parameters", None)
+    p = next(params(), None) if callable(params) else None
+    if p is not None:
+        return p.device
+    inner = [getattr(team, "team", None), *getattr(team, "teams", ())]
+    for t in inner:
+        if t is not None:
+            return team_device(t)
+    return torch.device("cpu")
+
+
 def _to_np(a: Any) -> np.ndarray:
     return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
 
@@ -72,8 +86,7 @@ def evaluate(team: Team, domain, episodes: int = 100, seed: int = 10_101, greedy
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    device = torch.device(device) if device is not None else next(
-        (p.device for p in getattr(team, "parameters", lambda: iter(()))()), torch.device("cpu"))
+    device = torch.device(device) if device is not None else team_device(team)
     envs = [domain.make_env(**(env_kwargs or {})) for _ in range(episodes)]
     for e, env in enumerate(envs):
         env.reset(seed=seed + e)

@@ -24,6 +24,7 @@ import torch
 
 from momawb.config import Config, param, register
 from momawb.datasets import Dataset, library_versions
+from momawb.evaluation import team_device
 from momawb.generate import cached
 from momawb.runs import config_hash, outputs_root
 
@@ -230,7 +231,7 @@ def reacher_rollouts(team, n_episodes: int, seed: int, stochastic: bool = True, 
             if random_policy:
                 a = rng.uniform(-1.0, 1.0, (nb, 2))
             else:
-                obs = torch.as_tensor(domain.observe(s.astype(np.float32)))
+                obs = torch.as_tensor(domain.observe(s.astype(np.float32)), device=team_device(team))
                 with torch.no_grad(), torch.random.fork_rng():   # reproducible, global RNG untouched
                     torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=torch_gen)))
                     a = team.act(obs, None, greedy=not stochastic)

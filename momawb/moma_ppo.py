@@ -351,7 +351,7 @@ class MomaPPO:
         self.iterations += 1
         self.transitions += n
         ret, val = raw_returns, data["values"]
-        var = ret.var() if n > 1 else torch.zeros(())
+        var = ret.var() if n > 1 else ret.new_zeros(())
         ev = float(1 - (ret - val).var() / var) if n > 1 and var > 0 else 0.0
         out = {f"train/{k}": v / max(count, 1) for k, v in sums.items()}
         out.update({"train/alpha": self.alpha, "train/explained_variance": ev, "train/value_target": float(ret.mean()),

@@ -3,7 +3,7 @@
 Every trainer in momawb (world model, MOMA-PPO, baselines) goes through this module, so that
 
 * a seed fixes numpy, torch and the env (`seed_everything`, `Run.np_rng`);
-* the device is chosen once: CUDA when present, else CPU (`pick_device`);
+* the device is chosen once: CUDA when present, else CPU, or `$MOMAWB_DEVICE` (`pick_device`);
 * everything a run writes lives in ``<root>/runs/<name>-<config hash>/`` with ``root`` =
   ``outputs/`` unless ``MOMAWB_OUTPUTS`` or an explicit ``root`` says otherwise;
 * a checkpoint holds the trainer's state dict *and* every RNG state and is written atomically
@@ -35,12 +35,16 @@ from tqdm.auto import tqdm
 
 __all__ = [
     "pick_device", "seed_everything", "outputs_root", "config_hash", "atomic_write_bytes",
-    "atomic_torch_save", "Run", "TrainingDiverged", "train_loop",
+    "atomic_torch_save", "to_device", "Run", "TrainingDiverged", "train_loop",
 ]
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
-    """CUDA when available, else CPU; ``prefer`` ('cpu', 'cuda', 'cuda:1') overrides."""
+    """The device of a run: ``prefer`` ('cpu', 'cuda', 'cuda:1') when given; for None/'auto',
+    ``$MOMAWB_DEVICE`` when set (the test suite's device switch uses it), else CUDA when
+    available, else CPU. Raises ValueError when CUDA is asked for and absent."""
+    if prefer in (None, "", "auto"):
+        prefer = os.environ.get("MOMAWB_DEVICE") or None
     if prefer not in (None, "", "auto"):
         dev = torch.device(prefer)
         if dev.type == "cuda" and not torch.cuda.is_available():
@@ -141,20 +145,42 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 def _rng_states(np_rng: np.random.Generator) -> dict:
+    """Every RNG a run draws from: Python, numpy (legacy and the run's Generator), torch's CPU
+    generator and, when CUDA is initialised, each CUDA device's generator. torch's states are
+    CPU byte tensors (CUDA ones too: ``get_rng_state_all`` returns them on the host)."""
     states = {"python": random.getstate(), "numpy_legacy": np.random.get_state(),
               "numpy": np_rng.bit_generator.state, "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
 
 
+def _byte_state(t: torch.Tensor) -> torch.Tensor:
+    """An RNG state as the CPU ByteTensor torch's setters need, whatever device it was mapped to."""
+    return t.to("cpu", torch.uint8) if isinstance(t, torch.Tensor) else torch.as_tensor(t, dtype=torch.uint8)
+
+
 def _set_rng_states(states: dict, np_rng: np.random.Generator) -> None:
+    """Inverse of `_rng_states`. CUDA states are restored on the devices they were saved from
+    (as many as this machine has); a checkpoint written without CUDA leaves CUDA's RNG as seeded."""
     random.setstate(states["python"])
     np.random.set_state(states["numpy_legacy"])
     np_rng.bit_generator.state = states["numpy"]
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    torch.set_rng_state(_byte_state(states["torch"]))
+    if states.get("cuda") and torch.cuda.is_available():
+        for i, s in enumerate(states["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(_byte_state(s), i)
+
+
+def to_device(obj: Any, device: torch.device | str) -> Any:
+    """``obj`` (nested dicts, lists, tuples of tensors and plain values) with every tensor on ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
 
 
 class Run:
@@ -194,7 +220,10 @@ class Run:
         return self.dir / self.CKPT
 
     def save(self, state: Mapping[str, Any], step: int) -> Path:
-        """Atomically write ``state`` plus every RNG state and ``step``."""
+        """Atomically write ``state`` plus every RNG state and ``step``.
+
+        `load` reads it back on the host and returns the state on ``self.device`` (nested dicts
+        and lists of tensors are moved; modules and optimisers loading it keep their own devices)."""
         blob = {"state": dict(state), "step": int(step), "rng": _rng_states(self.np_rng)}
         atomic_torch_save(blob, self.checkpoint_path)
         return self.checkpoint_path
@@ -205,14 +234,14 @@ class Run:
             if (self.dir / "metrics.jsonl").exists():
                 self._truncate_log(0)  # rows of an attempt killed before its first checkpoint
             return None
-        try:
-            blob = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        try:   # on the host: RNG states must stay CPU byte tensors whatever the run's device
+            blob = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
         except Exception as e:  # a corrupt checkpoint is reported, never silently replaced
             raise RuntimeError(f"checkpoint {self.checkpoint_path} cannot be read ({e}); move it "
                                "away to start this run again from scratch") from e
         _set_rng_states(blob["rng"], self.np_rng)
         self._truncate_log(blob["step"])
-        return blob["state"], blob["step"]
+        return to_device(blob["state"], self.device), blob["step"]
 
     # ---------------------------------------------------------------- metrics
     def log(self, step: int, metrics: Mapping[str, float]) -> None:

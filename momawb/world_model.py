@@ -195,13 +195,15 @@ class WorldModel:
     """A trained ensemble with its normalisation statistics, dataset bounds and elites.
 
     ``stats``: in_mean/in_std (S+A,), out_mean/out_std (S+1,), state_lo/state_hi (S,),
-    reward_lo/reward_hi (scalars). ``elites``: member indices, best first.
+    reward_lo/reward_hi (scalars). ``elites``: member indices, best first. ``device``: where it
+    predicts (default: where ``ensemble`` is); inputs of `step`/`predict` are moved there.
     """
 
     def __init__(self, domain, config: WorldModelConfig, ensemble: GaussianEnsemble, stats: dict,
-                 elites: list[int], val_scores: list[float], device: torch.device | str = "cpu",
+                 elites: list[int], val_scores: list[float], device: torch.device | str | None = None,
                  meta: dict | None = None):
-        self.domain, self.config, self.device = domain, config, torch.device(device)
+        self.domain, self.config = domain, config
+        self.device = torch.device(device) if device is not None else ensemble.min_logvar.device
         self.ensemble = ensemble.to(self.device).requires_grad_(False)
         self.stats = {k: torch.as_tensor(v, dtype=torch.float32, device=self.device) for k, v in stats.items()}
         self.elites, self.val_scores = [int(i) for i in elites], [float(v) for v in val_scores]

@@ -1,6 +1,7 @@
 """A tiny trainer on runs.train_loop, used by the kill-and-resume tests (importable by a
 subprocess). Minibatches come from the run's numpy Generator and the net uses dropout, so both
-RNG streams matter for an exact resume."""
+RNG streams matter for an exact resume. It runs on the run's device (the test device: CUDA under
+MOMAWB_TEST_DEVICE=cuda, where dropout draws from the CUDA generator)."""
 from __future__ import annotations
 
 import os
@@ -17,17 +18,18 @@ class Toy:
     def __init__(self, run: Run, kill_at: int | None = None):
         self.run, self.kill_at = run, kill_at
         g = np.random.default_rng(123)
-        self.x = torch.as_tensor(g.normal(size=(512, 4)), dtype=torch.float32)
-        self.y = self.x @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 0.1
+        dev = run.device
+        self.x = torch.as_tensor(g.normal(size=(512, 4)), dtype=torch.float32, device=dev)
+        self.y = self.x @ torch.tensor([1.0, -2.0, 0.5, 3.0], device=dev) + 0.1
         self.net = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.ReLU(), torch.nn.Dropout(0.2),
-                                       torch.nn.Linear(32, 1))
+                                       torch.nn.Linear(32, 1)).to(dev)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-2)
         self.updates = 0
 
     def update(self, step: int) -> dict:
         if self.kill_at is not None and step == self.kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
-        idx = torch.as_tensor(self.run.np_rng.integers(0, len(self.x), 32))
+        idx = torch.as_tensor(self.run.np_rng.integers(0, len(self.x), 32), device=self.x.device)
         loss = ((self.net(self.x[idx]).squeeze(-1) - self.y[idx]) ** 2).mean()
         self.opt.zero_grad()
         loss.backward()
@@ -45,7 +47,7 @@ class Toy:
 
 
 def train(root: str, n_steps: int = 40, kill_at: int | None = None, checkpoint_every: int = 7) -> Toy:
-    run = Run("toy", {"lr": 1e-2}, seed=3, root=root, device="cpu")
+    run = Run("toy", {"lr": 1e-2}, seed=3, root=root)     # the default device: the test device
     toy = Toy(run, kill_at)
     train_loop(run, toy, n_steps, toy.update, log_every=5, checkpoint_every=checkpoint_every, progress=False)
     return toy
