@@ -45,6 +45,7 @@ import mujoco
 import numpy as np
 
 from momawb.domains.reacher import CCW, CW, ReacherSimulator, elbow_angle
+from momawb.evaluation import MixedTeam  # re-exported: agent i of teams[i]
 
 __all__ = ["MixedTeam", "MISCOORDINATED", "STRAIGHT", "LABEL_NAMES", "ConventionParams", "unwrapped_elbow",
            "tip_accelerations", "blocked", "fighting", "episode_label", "label_episodes", "measure_conventions",
@@ -197,21 +198,6 @@ def dataset_labels(dataset, params: ConventionParams = ConventionParams()) -> li
             q = np.stack([np.arctan2(s[:, 2], s[:, 0]), unwrapped_elbow(s)], 1)
         out.append(episode_label(q, dataset.actions[a:b], s[:, 8:10], params))
     return out
-
-
-class MixedTeam:
-    """Agent i acts as agent i of ``teams[i]``: e.g. the shoulder of a CCW expert team with the
-    elbow of a CW one, a team mis-coordinated by construction (the offline failure mode)."""
-
-    memory_length = 0
-
-    def __init__(self, *teams):
-        self.teams = teams
-
-    def act(self, obs, history=None, greedy=True):
-        import torch
-        acts = [t.act(obs, None, greedy) for t in self.teams]
-        return torch.stack([acts[i][:, i] for i in range(len(acts))], 1)
 
 
 def measure_conventions(team, domain, episodes: int = 100, seed: int = 10_101, device=None,

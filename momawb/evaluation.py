@@ -14,7 +14,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 import torch
 
-__all__ = ["Team", "EvalResult", "evaluate", "mean_se", "team_device"]
+__all__ = ["Team", "EvalResult", "evaluate", "mean_se", "team_device", "MixedTeam", "swap_agent"]
 
 
 class Team(Protocol):
@@ -70,6 +70,40 @@ def team_device(team: Any) -> torch.device:
     return torch.device("cpu")
 
 
+class MixedTeam:
+    """Agent i acts as agent i of ``teams[i]``, each from its own observation and history.
+
+    E.g. the shoulder of a CCW Reacher expert with the elbow of a CW one (mis-coordinated by
+    construction, the offline failure mode), or a trained Ant team with one leg replaced by the
+    dataset's behaviour-cloned policy (`swap_agent`). Teams may differ in memory length: the
+    mixed team keeps the longest history and hands each team its last ``memory_length`` steps
+    (the history rows are the domain's (o, a) pairs, the same for every team). A team that
+    serves several agents is run once per step.
+    """
+
+    def __init__(self, *teams):
+        self.teams = teams
+        self.memory_length = max(int(getattr(t, "memory_length", 0) or 0) for t in teams)
+
+    def act(self, obs, history=None, greedy=True):
+        import torch
+        out: dict[int, torch.Tensor] = {}
+        for t in self.teams:
+            if id(t) not in out:
+                L = int(getattr(t, "memory_length", 0) or 0)
+                h = history[..., history.shape[-2] - L:, :] if L and history is not None else None
+                out[id(t)] = t.act(obs, h, greedy).to(obs.device)
+        return torch.stack([out[id(t)][:, i] for i, t in enumerate(self.teams)], 1)
+
+
+def swap_agent(team: Any, partner: Any, agent: int, n_agents: int) -> MixedTeam:
+    """``team`` with agent ``agent`` replaced by that agent of ``partner`` (e.g. the dataset's
+    behaviour-cloned policy of one leg: the cost of a mis-adapted partner)."""
+    if not 0 <= agent < n_agents:
+        raise ValueError(f"agent must be in [0, {n_agents}), got {agent}")
+    return MixedTeam(*[partner if i == agent else team for i in range(n_agents)])
+
+
 def _to_np(a: Any) -> np.ndarray:
     return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
 
@@ -83,6 +117,9 @@ def evaluate(team: Team, domain, episodes: int = 100, seed: int = 10_101, greedy
 
     Env e is reset with seed ``seed + e``, so two evaluations with the same seed see the same
     start states. ``on_step(t, states, actions, infos)`` sees every lockstep step.
+    ``record=True`` keeps (E, T, ...) arrays ``states``, ``actions``, ``rewards``, ``alive`` (zeros
+    after an episode ended) and, for envs with ``sim_state()`` (MuJoCo domains), the simulator
+    state ``qpos``/``qvel`` before each step (frames and foot contacts are rebuilt from them).
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -97,10 +134,15 @@ def evaluate(team: Team, domain, episodes: int = 100, seed: int = 10_101, greedy
     returns = np.zeros(episodes)
     lengths = np.zeros(episodes, np.int64)
     traj: dict[str, list] = {"states": [], "actions": [], "rewards": [], "alive": []}
+    sim = record and hasattr(envs[0], "sim_state")
+    if sim:
+        traj.update(qpos=[], qvel=[])
     t = 0
     while alive.any():
         idx = np.flatnonzero(alive)
         states = np.stack([envs[e].state() for e in idx]).astype(np.float32)
+        if sim:
+            sim_states = [envs[e].sim_state() for e in idx]
         obs = domain.observe(states)
         h = torch.as_tensor(hist[idx], device=device) if L else None
         act = _to_np(team.act(torch.as_tensor(obs, device=device), h, greedy))
@@ -133,6 +175,11 @@ def evaluate(team: Team, domain, episodes: int = 100, seed: int = 10_101, greedy
             full_s[idx], full_a[idx], full_r[idx], mask[idx] = states, act, rewards, True
             for k, v in zip(("states", "actions", "rewards", "alive"), (full_s, full_a, full_r, mask)):
                 traj[k].append(v)
+            if sim:
+                for j, key in enumerate(("qpos", "qvel")):
+                    full = np.zeros((episodes, len(sim_states[0][j])))
+                    full[idx] = np.stack([ss[j] for ss in sim_states])
+                    traj[key].append(full)
         t += 1
     for env in envs:
         env.close()
