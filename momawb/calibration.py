@@ -3,7 +3,8 @@
 `calibration` puts eps_g beside the model's real prediction error: on held-out dataset
 transitions (one step), and on k-step open-loop model rollouts replayed against a ground-truth
 simulator when the domain has one (Reacher's restarts from stored qpos/qvel). A notebook plots
-one against the other (`momawb.plots.calibration_figure`, notebooks/reacher.ipynb).
+one against the other (`momawb.plots.calibration_figure`, notebooks/reacher.ipynb). `rollout_state_norms`
+measures how far model rollouts drift with and without the bounding-box clip (the ablation plot).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 from momawb.datasets import Dataset
 from momawb.world_model import WorldModel
 
-__all__ = ["calibration"]
+__all__ = ["calibration", "rollout_state_norms"]
 
 
 def calibration(model: WorldModel, dataset: Dataset, domain=None, idx: np.ndarray | None = None, k: int = 5,
@@ -82,3 +83,53 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     ra, rb = np.argsort(np.argsort(a[ok])), np.argsort(np.argsort(b[ok]))
     c = np.corrcoef(ra, rb)[0, 1]
     return float(c) if np.isfinite(c) else float("nan")
+
+
+def rollout_state_norms(model: WorldModel, dataset: Dataset, k: int = 10, n_rollouts: int = 256, team=None,
+                        seed: int = 0) -> dict[str, Any]:
+    """How far k-step model rollouts drift, with and without the bounding-box clip (PAPER.md
+    section 2: "without the state clipping, predicted states explode after a few steps").
+
+    From ``n_rollouts`` dataset states, the same rollout is run twice in ``model``: with the
+    state clip (as MOMA-PPO does) and without it. Actions come from ``team`` (a `Team`, acting
+    greedily on the domain's observations; memory teams get zero histories) or, when None, are
+    the dataset's next k actions (open loop; starts need k steps left in their episode).
+    Returns ``clipped``/``unclipped``: (n, k) Euclidean norms of the predicted states, and
+    ``dataset``: the norms of the dataset's states at the 50th, 99th percentile and max, the
+    range the clip keeps rollouts in.
+    """
+    domain = model.domain
+    rng = np.random.default_rng(seed)
+    acts = domain.split_actions(dataset.actions)
+    if team is None:
+        bounds = dataset.episode_bounds()
+        ep_end = np.repeat(bounds[:, 1], bounds[:, 1] - bounds[:, 0])
+        ok = np.flatnonzero(np.arange(len(dataset)) + k <= ep_end)
+        if len(ok) == 0:
+            raise ValueError(f"no dataset transition has {k} steps left in its episode; lower k")
+        starts = rng.choice(ok, min(n_rollouts, len(ok)), replace=False)
+    else:
+        starts = rng.choice(len(dataset), min(n_rollouts, len(dataset)), replace=False)
+    out = {}
+    for name, clip in (("clipped", True), ("unclipped", False)):
+        m = WorldModel(domain, model.config.replace(clip_state=clip), model.ensemble, model.stats, model.elites,
+                       model.val_scores, model.device, model.meta)
+        gen = torch.Generator(model.device).manual_seed(seed)
+        s = torch.as_tensor(dataset.observations[starts], device=model.device)
+        norms = np.zeros((len(starts), k))
+        for j in range(k):
+            if team is None:
+                a = torch.as_tensor(acts[starts + j], device=model.device)
+            else:
+                obs = domain.observe(s)
+                L = int(getattr(team, "memory_length", 0) or 0)
+                feat = domain.obs_dim + (domain.n_actions if domain.discrete else domain.act_dim)
+                hist = torch.zeros(len(s), domain.n_agents, L, feat, device=model.device) if L else None
+                a = team.act(obs, hist, True).to(model.device)
+            s = m.step(s, a, generator=gen).next_states
+            norms[:, j] = torch.linalg.vector_norm(s, dim=1).cpu().numpy()
+        out[name] = norms
+    data_norms = np.linalg.norm(dataset.observations, axis=1)
+    out["dataset"] = {"p50": float(np.percentile(data_norms, 50)), "p99": float(np.percentile(data_norms, 99)),
+                      "max": float(data_norms.max())}
+    return out
