@@ -48,6 +48,11 @@ class Domain:
     ``obs_index[i, j]`` is the state coordinate agent i sees in slot j (-1 = zero padding), so
     ``observe(s)[..., i, j] = s[..., obs_index[i, j]]``. Per-agent observations are padded to
     ``obs_dim = max_i obs_dims[i]`` so agents can be stacked into one batched network.
+
+    ``action_index[i, j]`` (optional, (N, act_dim) int) is the column of the dataset's joint
+    action that holds agent i's j-th action, so ``split_actions(a)[..., i, j] = a[..., action_index[i, j]]``
+    and `join_actions` is its inverse. None (the default) means agent-major order, the identity
+    (Game, Reacher); Ant's joint action is Ant-v5's actuator order, a permutation of the agents.
     """
 
     name: str
@@ -62,6 +67,7 @@ class Domain:
     env_factory: Any = field(repr=False, default=None)  # (seed, **kw) -> ParallelEnv
     simulator_factory: Any = field(repr=False, default=None)  # ground-truth restartable sim, or None
     info: dict = field(default_factory=dict)
+    action_index: np.ndarray | None = None  # (N, act_dim) int: dataset column of agent i's j-th action
 
     def __post_init__(self) -> None:
         self.obs_index = np.asarray(self.obs_index, dtype=np.int64)
@@ -70,6 +76,15 @@ class Domain:
         if self.obs_index.max() >= self.state_dim:
             raise ValueError("obs_index points past the state")
         self._torch_index: dict = {}
+        self._join_index = None
+        if self.action_index is not None:
+            idx = np.asarray(self.action_index, dtype=np.int64)
+            width = self.n_agents * self.act_dim
+            if idx.shape != (self.n_agents, self.act_dim) or sorted(idx.ravel().tolist()) != list(range(width)):
+                raise ValueError(f"action_index must be an ({self.n_agents}, {self.act_dim}) permutation of the "
+                                 f"joint action's columns 0..{width - 1}, got {idx.tolist()}")
+            self.action_index = idx
+            self._join_index = np.argsort(idx.ravel())   # joint[c] = per-agent flat[_join_index[c]]
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -114,13 +129,26 @@ class Domain:
         return np.where(self.obs_index >= 0, out, 0).astype(states.dtype, copy=False)
 
     # ------------------------------------------------------------------ actions
+    def _index(self, name: str, like):
+        """``action_index`` (split) or its inverse (join) as numpy, or as a cached tensor on ``like``'s device."""
+        idx = self.action_index if name == "split" else self._join_index
+        if not isinstance(like, torch.Tensor):
+            return idx
+        key = (name, like.device)
+        if key not in self._torch_index:
+            self._torch_index[key] = torch.as_tensor(idx, device=like.device)
+        return self._torch_index[key]
+
     def split_actions(self, joint):
-        """Dataset joint action (B..., N*act_dim) -> per agent (B..., N, act_dim)."""
-        return joint.reshape(*joint.shape[:-1], self.n_agents, self.act_dim)
+        """Dataset joint action (B..., N*act_dim) -> per agent (B..., N, act_dim), numpy or torch."""
+        if self.action_index is None:
+            return joint.reshape(*joint.shape[:-1], self.n_agents, self.act_dim)
+        return joint[..., self._index("split", joint)]
 
     def join_actions(self, per_agent):
-        """Per agent (B..., N, act_dim) -> joint (B..., N*act_dim)."""
-        return per_agent.reshape(*per_agent.shape[:-2], self.n_agents * self.act_dim)
+        """Per agent (B..., N, act_dim) -> dataset joint action (B..., N*act_dim); inverse of `split_actions`."""
+        flat = per_agent.reshape(*per_agent.shape[:-2], self.n_agents * self.act_dim)
+        return flat if self.action_index is None else flat[..., self._index("join", flat)]
 
     def action_features(self, per_agent):
         """The action part of an agent's history row, (B..., N, act_dim) -> (B..., N, A_feat):
