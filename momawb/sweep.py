@@ -104,9 +104,9 @@ def observation_grid(methods: Sequence[str], dataset: str, seeds: Iterable[int],
 
 def _setup(job: Job):
     from momawb import domains, generate
-    domain = domains.make(job.domain, **dict(job.domain_kwargs))
-    return domain, generate.named_dataset(job.domain, job.dataset, root=job.root, seed=job.data_seed,
-                                          **generator_overrides(job))
+    dataset = generate.named_dataset(job.domain, job.dataset, root=job.root, seed=job.data_seed,
+                                     **generator_overrides(job))
+    return domains.make(job.domain, **dict(job.domain_kwargs)).for_dataset(dataset), dataset
 
 
 def generator_overrides(job: Job) -> dict:

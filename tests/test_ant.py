@@ -354,3 +354,16 @@ def test_evaluate_runs_episodes_of_the_domain():
     manual = sum(env.step({a: np.zeros(2, np.float32) for a in AGENTS})[1]["agent_0"] for _ in range(20))
     assert res.returns[0] == pytest.approx(manual)
     assert res.scores[0] == pytest.approx((manual + 325.6) / (3879.7 + 325.6))
+
+
+def test_domain_normalises_with_the_references_a_dataset_carries():
+    from types import SimpleNamespace
+    dom = A.make_domain("po")
+    measured = SimpleNamespace(meta={"reference_returns": {"random": -50.0, "expert": 2450.0}}, source="gen")
+    mine = dom.for_dataset(measured)
+    assert mine.reference_returns == (-50.0, 2450.0) and mine.task == "po" and mine.n_agents == 4
+    assert mine.normalize([1200.0])[0] == pytest.approx(0.5)
+    assert dom.reference_returns == A.D4RL_REFERENCE_RETURNS                      # the original is untouched
+    assert dom.for_dataset(SimpleNamespace(meta={}, source="d4rl")) is dom           # a real D4RL file
+    with pytest.raises(ValueError, match="cannot normalise"):
+        dom.for_dataset(SimpleNamespace(meta={"reference_returns": {"random": 1.0, "expert": 1.0}}, source="x"))

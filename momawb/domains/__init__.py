@@ -9,6 +9,7 @@ the world model, reference returns for normalised scores, and ``make_env``.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -181,6 +182,26 @@ class Domain:
         """Normalised score (R - R_random) / (R_expert - R_random) (PAPER.md section 7)."""
         lo, hi = self.reference_returns
         return (np.asarray(returns, dtype=np.float64) - lo) / (hi - lo)
+
+    def for_dataset(self, dataset) -> "Domain":
+        """This domain normalising with the reference returns ``dataset`` carries in its metadata
+        (``reference_returns``: {"random", "expert"}; e.g. the measured ones of a generated Ant
+        dataset), or itself when it carries none (a real D4RL file: the domain's defaults).
+        Raises ValueError when the two references are equal or not numbers."""
+        refs = (getattr(dataset, "meta", None) or {}).get("reference_returns")
+        if not isinstance(refs, dict) or "random" not in refs or "expert" not in refs:
+            return self
+        try:
+            lo, hi = float(refs["random"]), float(refs["expert"])
+        except (TypeError, ValueError):
+            raise ValueError(f"{getattr(dataset, 'source', 'the dataset')}: reference_returns {refs!r} are not "
+                             "numbers") from None
+        if not np.isfinite([lo, hi]).all() or lo == hi:
+            raise ValueError(f"{getattr(dataset, 'source', 'the dataset')}: reference returns random={lo}, "
+                             f"expert={hi} cannot normalise scores (they must be finite and differ)")
+        if (lo, hi) == tuple(self.reference_returns):
+            return self
+        return dataclasses.replace(self, reference_returns=(lo, hi))
 
     def make_env(self, seed: int | None = None, **kwargs: Any):
         """A fresh PettingZoo ``ParallelEnv`` of this task."""
