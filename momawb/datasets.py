@@ -42,7 +42,7 @@ import numpy as np
 from momawb.dataset_files import (MARK, DatasetError, DatasetWarning, check_finite, check_flags, check_table,
                                   check_team, read_d4rl)
 from momawb.minari_reader import read_minari
-from momawb.runs import publish
+from momawb.safe_files import publish
 
 __all__ = ["DatasetError", "DatasetWarning", "Dataset", "AgentViews", "history_index", "library_versions"]
 

@@ -19,7 +19,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from momawb.dataset_files import DatasetError, check_numeric, check_finite, check_flags, check_table, check_team
+from momawb.dataset_files import DatasetError, check_finite, check_flags, check_table, check_team
 
 __all__ = ["read_minari", "minari_data_path"]
 
@@ -72,8 +72,9 @@ def _flat_obs(where: str, obs: Any, keys: list[str] | None) -> np.ndarray:
         missing = [k for k in keys if k not in obs]
         if missing:
             raise DatasetError(f"{where}: observation_keys {missing} are not in the Dict observations {parts}")
-        cols = [check_table(where, f"observations/{k}", np.reshape(check_numeric(where, f"observations/{k}", obs[k]),
-                                                                   (len(obs[k]), -1)), "d") for k in keys]
+        cols = [check_table(where, f"observations/{k}", obs[k], "d") for k in keys]
+        if len({len(c) for c in cols}) > 1:
+            raise DatasetError(f"{where}: the Dict observations {parts} have different lengths")
         return np.concatenate(cols, 1)
     if isinstance(obs, (tuple, list)):
         raise DatasetError(f"{where}: 'observations' is a Tuple space of {len(obs)} parts; momawb reads flat "
