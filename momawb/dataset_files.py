@@ -217,8 +217,8 @@ def read_d4rl(path: str | os.PathLike, episode_length: int | None = None) -> dic
     `Dataset`. ``episode_length`` is used only when the file has no ``timeouts`` key (module
     docstring). Raises FileNotFoundError, DatasetError."""
     path = Path(path)
-    if episode_length is not None and (isinstance(episode_length, bool) or not isinstance(episode_length, (int, np.integer))
-                                       or episode_length < 1):
+    integer = isinstance(episode_length, (int, np.integer)) and not isinstance(episode_length, bool)
+    if episode_length is not None and (not integer or episode_length < 1):
         raise ValueError(f"episode_length must be a positive integer (steps per episode), got {episode_length!r}")
     if not path.exists():
         raise FileNotFoundError(f"dataset file {path} does not exist; generate it with momawb.generate or "

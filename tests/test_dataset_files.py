@@ -433,6 +433,20 @@ def test_minari_per_agent_rewards_and_foreign_episodes(tmp_path):
     ep["observations"][1, 0] = np.nan
     with pytest.raises(DatasetError, match="episode 0: key 'observations' holds NaN or inf at row 1"):
         Dataset.load(minari_dataset(tmp_path / "f", [ep]))
+    folder = minari_dataset(tmp_path / "g", [box_episode(3), box_episode(2, 1)])
+    main = folder / "data" / "main_data.hdf5"
+    with h5py.File(main, "a") as f:                                   # keys and groups of other tools
+        f["episode_0/extra"] = np.zeros(7)
+        f["episode_0"].attrs["note"] = "by another tool"
+        f["episode_1/infos/label"] = np.array([b"a"] * 3)
+        f["notes/readme"] = b"hello"
+    assert len(Dataset.load(folder)) == 5
+    main.write_bytes(main.read_bytes()[:3000])                        # truncated
+    with pytest.raises(DatasetError, match=r"episode 0: minari cannot read it .*OSError"):
+        Dataset.load(folder)
+    main.unlink()
+    with pytest.raises(DatasetError, match="minari cannot open this dataset .*No data found"):
+        Dataset.load(folder)
 
 
 @pytest.mark.parametrize("key", ["observations", "actions", "rewards", "terminations", "truncations"])
