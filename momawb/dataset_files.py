@@ -164,7 +164,7 @@ def _has(f: h5py.File, path: Path, key: str) -> bool:
                            "may be truncated or corrupt") from e
 
 
-def _extras(f: h5py.File, path: Path, used: set[str]) -> tuple[dict, list[str]]:
+def _extras(f: h5py.File, used: set[str]) -> tuple[dict, list[str]]:
     """Small keys written by other tools (``metadata/algorithm``, ...) as values, the rest by name."""
     names: list[tuple[str, Any]] = []
     try:
@@ -185,13 +185,14 @@ def _extras(f: h5py.File, path: Path, used: set[str]) -> tuple[dict, list[str]]:
     return values, ignored
 
 
-def _attributes(f: h5py.File) -> tuple[dict, bool]:
+def _attributes(f: h5py.File) -> dict:
+    """The file's attributes as plain values (JSON-decoded in momawb's own files)."""
     ours = False
     meta, unreadable = {}, []
     try:
         keys = list(f.attrs.keys())
     except Exception as e:
-        return {"unreadable_attributes": [f"(listing failed: {type(e).__name__}: {e})"]}, False
+        return {"unreadable_attributes": [f"(listing failed: {type(e).__name__}: {e})"]}
     try:
         ours = _plain(f.attrs.get("created_by"), False) == MARK
     except Exception:
@@ -209,7 +210,7 @@ def _attributes(f: h5py.File) -> tuple[dict, bool]:
         meta[k] = v
     if unreadable:
         meta["unreadable_attributes"] = unreadable
-    return meta, ours
+    return meta
 
 
 def read_d4rl(path: str | os.PathLike, episode_length: int | None = None) -> dict[str, Any]:
@@ -242,8 +243,8 @@ def read_d4rl(path: str | os.PathLike, episode_length: int | None = None) -> dic
             raise DatasetError(f"{path}: missing key(s) {missing}; a D4RL-layout file needs {list(REQUIRED)} "
                                "(+ next_observations, timeouts)")
         raw = {k: _get(f, path, k) for k in REQUIRED + OPTIONAL if k in REQUIRED or _has(f, path, k)}
-        meta, _ = _attributes(f)
-        extra, ignored = _extras(f, path, set(raw))
+        meta = _attributes(f)
+        extra, ignored = _extras(f, set(raw))
     if extra:
         meta["file_keys"] = extra
     if ignored:
