@@ -36,6 +36,7 @@ def calibration(model: WorldModel, dataset: Dataset, domain=None, idx: np.ndarra
         idx = dataset.split(model.meta.get("val_fraction", model.config.val_fraction),
                             seed=model.meta.get("seed", 0))[1]
     idx = np.asarray(idx, dtype=np.int64)
+    idx = idx[dataset.next_known[idx]]           # rows with a recorded s' (`Dataset.next_known`)
     gen = torch.Generator(model.device).manual_seed(seed)
     acts = domain.split_actions(dataset.actions)
     out = model.step(dataset.observations[idx], acts[idx], generator=gen)

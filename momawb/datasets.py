@@ -12,11 +12,15 @@ next_observations    (N, S)       s_{t+1}
 terminals            (N,)         s_{t+1} is absorbing (``terminal``, PAPER.md section 3)
 timeouts             (N,)         the episode was cut after this step (``timeout``)
 infos/qpos, qvel     (N, nq/nv)   optional simulator state at s_t (ground-truth restarts)
+infos/next_observed  (N,)         optional; False where s_{t+1} is not known (see below)
 ===================  ===========  ==========================================================
 
 Metadata (domain, task, generator, seed, library versions, reference returns, ...) lives in
 the file's attributes. Files momawb writes carry ``created_by = "momawb"``; it never
-overwrites a file without that mark.
+overwrites a file without that mark. Files of other tools (D4RL, Minari) are read by
+`momawb.dataset_files`, which says how episode ends are found and what happens to rows without a
+real next state (dropped; terminal ones kept with ``next_observed`` False: the absorbing s' is
+never a target of the world model, and TD targets multiply it by 1 - terminal = 0).
 
 Histories (PAPER.md section 4): agent i's history at step t is its last ``L = 10``
 (observation, action) pairs *before* t, zero-padded and cut at the episode start. They are
@@ -35,16 +39,12 @@ from typing import Any
 import h5py
 import numpy as np
 
-from momawb.runs import publish
+from momawb.dataset_files import (MARK, DatasetError, DatasetWarning, check_finite, check_flags, check_table,
+                                  check_team, read_d4rl)
+from momawb.minari_reader import read_minari
+from momawb.safe_files import publish
 
-__all__ = ["DatasetError", "Dataset", "AgentViews", "history_index", "library_versions"]
-
-REQUIRED = ("observations", "actions", "rewards", "terminals")
-MARK = "momawb"
-
-
-class DatasetError(ValueError):
-    """A dataset file or array is missing, unreadable or inconsistent."""
+__all__ = ["DatasetError", "DatasetWarning", "Dataset", "AgentViews", "history_index", "library_versions"]
 
 
 def library_versions() -> dict:
@@ -109,16 +109,24 @@ class Dataset:
     qvel: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
     source: str = "in-memory dataset"
+    next_observed: np.ndarray | None = None   # (N,) bool; None = every s' is known
 
     def __post_init__(self) -> None:
-        self.observations = np.asarray(self.observations, np.float32)
-        self.next_observations = np.asarray(self.next_observations, np.float32)
-        self.actions = np.asarray(self.actions, np.float32)
-        if self.actions.ndim == 1:
-            self.actions = self.actions[:, None]
-        self.rewards = np.asarray(self.rewards, np.float32).reshape(-1)
-        self.terminals = np.asarray(self.terminals).astype(bool).reshape(-1)
-        self.timeouts = np.asarray(self.timeouts).astype(bool).reshape(-1)
+        src = self.source
+        self.observations = check_table(src, "observations", self.observations, "state_dim")
+        self.next_observations = check_table(src, "next_observations", self.next_observations, "state_dim")
+        self.actions = check_table(src, "actions", self.actions, "joint action width")
+        self.rewards = check_team(src, "rewards", self.rewards).astype(np.float32, copy=False)
+        self.terminals = check_flags(src, "terminals", self.terminals)
+        self.timeouts = check_flags(src, "timeouts", self.timeouts)
+        if self.qpos is not None:
+            self.qpos = check_table(src, "infos/qpos", self.qpos, "nq", np.float64)
+        if self.qvel is not None:
+            self.qvel = check_table(src, "infos/qvel", self.qvel, "nv", np.float64)
+        if self.next_observed is not None:
+            self.next_observed = check_flags(src, "next_observed", self.next_observed)
+            if self.next_observed.all():
+                self.next_observed = None
         self._validate()
         self._views: dict = {}
 
@@ -131,28 +139,32 @@ class Dataset:
             out["infos/qpos"] = self.qpos
         if self.qvel is not None:
             out["infos/qvel"] = self.qvel
+        if self.next_observed is not None:
+            out["infos/next_observed"] = self.next_observed
         return out
 
     def _validate(self) -> None:
         n = len(self.observations)
         if n == 0:
             raise DatasetError(f"{self.source}: the dataset is empty (key 'observations' has 0 rows)")
-        if self.observations.ndim != 2:
-            raise DatasetError(f"{self.source}: key 'observations' must be (N, state_dim), "
-                               f"got shape {self.observations.shape}")
         for key, arr in self._arrays().items():
             if len(arr) != n:
-                raise DatasetError(f"{self.source}: key {key!r} has {len(arr)} rows but "
-                                   f"'observations' has {n}; the file is inconsistent")
-            if arr.dtype.kind == "f":
-                bad = ~np.isfinite(arr.reshape(n, -1)).all(1)
-                if bad.any():
-                    raise DatasetError(f"{self.source}: key {key!r} holds NaN or inf at row "
-                                       f"{int(np.argmax(bad))} ({int(bad.sum())} rows in all); "
-                                       "clean or regenerate the dataset")
+                raise DatasetError(f"{self.source}: key {key!r} has {len(arr)} rows but 'observations' has {n}; "
+                                   "the file is inconsistent")
+            check_finite(self.source, key, arr)
         if self.next_observations.shape != self.observations.shape:
             raise DatasetError(f"{self.source}: key 'next_observations' has shape "
                                f"{self.next_observations.shape}, expected {self.observations.shape}")
+        if self.next_observed is not None and (~self.next_observed & ~self.terminals).any():
+            t = int(np.argmax(~self.next_observed & ~self.terminals))
+            raise DatasetError(f"{self.source}: row {t} has no known next state (next_observed False) but is "
+                               "not terminal; such a row has no TD or model target: drop it")
+
+    @property
+    def next_known(self) -> np.ndarray:
+        """(N,) bool: s_{t+1} is a recorded state (False only on terminal rows of files without
+        next_observations, whose s' is a placeholder that no target may use)."""
+        return np.ones(len(self), bool) if self.next_observed is None else self.next_observed
 
     # ------------------------------------------------------------------ sizes and episodes
     def __len__(self) -> int:
@@ -238,8 +250,8 @@ class Dataset:
                 raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
             try:
                 with h5py.File(path, "r") as f:
-                    ours = f.attrs.get("created_by") == MARK
-            except OSError:
+                    ours = f.attrs.get("created_by") in (MARK, MARK.encode())
+            except Exception:
                 ours = False
             if not ours:
                 raise FileExistsError(f"{path} was not written by momawb; refusing to overwrite it")
@@ -252,7 +264,8 @@ class Dataset:
                     f.create_dataset(key, data=arr, compression="gzip", compression_opts=1)
                 f.attrs["created_by"] = MARK
                 for k, v in self.meta.items():
-                    f.attrs[k] = json.dumps(v, default=str)
+                    if k != "created_by":
+                        f.attrs[k] = json.dumps(v, default=str)
             publish(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
@@ -262,100 +275,39 @@ class Dataset:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Dataset":
-        """Read a momawb or D4RL HDF5 file, or a Minari dataset folder (see `load_minari`)."""
-        path = Path(path).expanduser()
-        if path.is_dir():
-            return cls.load_minari(path)
-        if not path.exists():
-            raise FileNotFoundError(f"dataset file {path} does not exist; generate it with "
-                                    "momawb.generate or pass the path of a D4RL/Minari dataset")
+    def load(cls, path: str | os.PathLike, *, episode_length: int | None = None,
+             observation_keys: list[str] | None = None) -> "Dataset":
+        """Read a momawb or D4RL-layout HDF5 file, or a Minari dataset (folder or local dataset id,
+        see `load_minari`). ``episode_length``: steps per episode, used only for a file without
+        ``timeouts`` (`momawb.dataset_files` says how episode ends are found and what happens to
+        rows without a real next state). Raises FileNotFoundError, DatasetError."""
+        p = Path(path).expanduser()
+        if p.is_dir():
+            return cls.load_minari(p, observation_keys=observation_keys)
+        if p.exists() or p.suffix in (".hdf5", ".h5", ".hdf"):
+            return cls(**read_d4rl(p, episode_length))
         try:
-            f = h5py.File(path, "r")
-        except OSError as e:
-            raise DatasetError(f"{path} is not a readable HDF5 file (truncated or corrupt?): {e}") from e
-        with f:
-            missing = [k for k in REQUIRED if k not in f]
-            if missing:
-                raise DatasetError(f"{path}: missing key(s) {missing}; a D4RL-layout file needs "
-                                   f"{list(REQUIRED)} (+ next_observations, timeouts)")
-            arrays = {}
-            for key in ("observations", "actions", "rewards", "terminals", "next_observations",
-                        "timeouts", "infos/qpos", "infos/qvel"):
-                if key in f:
-                    try:
-                        arrays[key] = f[key][()]
-                    except Exception as e:
-                        raise DatasetError(f"{path}: key {key!r} cannot be read (corrupt file?): {e}") from e
-            meta = {}
-            for k, v in f.attrs.items():
-                if k == "created_by":
-                    continue
-                try:
-                    meta[k] = json.loads(v)
-                except (TypeError, ValueError):
-                    meta[k] = v.item() if hasattr(v, "item") else v
-        n = len(arrays["observations"])
-        timeouts = arrays.get("timeouts", np.zeros(n, bool))
-        if "next_observations" not in arrays:
-            # Old D4RL files: s_{t+1} is the next row inside an episode; at an episode's last
-            # step it is unknown, so the state is repeated (and flagged in the metadata).
-            nxt = np.concatenate([arrays["observations"][1:], arrays["observations"][-1:]])
-            ends = np.asarray(arrays["terminals"], bool) | np.asarray(timeouts, bool)
-            nxt[ends] = arrays["observations"][ends]
-            arrays["next_observations"] = nxt
-            meta["next_observations_derived"] = True
-        return cls(arrays["observations"], arrays["actions"], arrays["rewards"],
-                   arrays["next_observations"], arrays["terminals"], timeouts,
-                   arrays.get("infos/qpos"), arrays.get("infos/qvel"), meta, str(path))
+            return cls.load_minari(path, observation_keys=observation_keys)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"dataset {path} does not exist: it is neither a file, a folder nor a "
+                                    "local Minari dataset id; generate it with momawb.generate or pass the "
+                                    "path of a D4RL file or Minari dataset") from None
 
     @classmethod
-    def load_minari(cls, folder: str | os.PathLike) -> "Dataset":
-        """Read a Minari dataset folder (``<folder>/data/main_data.hdf5``, one group per episode
-        with ``observations`` (T+1, S), ``actions``, ``rewards``, ``terminations``, ``truncations``)."""
-        folder = Path(folder)
-        main = folder / "data" / "main_data.hdf5"
-        if not main.exists():
-            raise FileNotFoundError(f"{folder} is not a Minari dataset: {main} is missing")
-        try:
-            f = h5py.File(main, "r")
-        except OSError as e:
-            raise DatasetError(f"{main} is not a readable HDF5 file: {e}") from e
-        parts: dict[str, list] = {k: [] for k in ("obs", "next", "act", "rew", "term", "trunc")}
-        with f:
-            names = sorted(f.keys(), key=lambda s: int(s.split("_")[-1]) if s.split("_")[-1].isdigit() else 0)
-            if not names:
-                raise DatasetError(f"{main}: no episodes")
-            for name in names:
-                ep = f[name]
-                for key in ("observations", "actions", "rewards", "terminations", "truncations"):
-                    if key not in ep:
-                        raise DatasetError(f"{main}: episode {name!r} has no key {key!r}")
-                obs = ep["observations"][()]
-                if obs.dtype.names or obs.ndim != 2:
-                    raise DatasetError(f"{main}: episode {name!r} 'observations' must be a flat "
-                                       f"(T+1, S) array, got {obs.shape}")
-                parts["obs"].append(obs[:-1])
-                parts["next"].append(obs[1:])
-                parts["act"].append(ep["actions"][()])
-                parts["rew"].append(ep["rewards"][()])
-                parts["term"].append(ep["terminations"][()])
-                trunc = ep["truncations"][()].astype(bool)
-                trunc[-1] = trunc[-1] or not parts["term"][-1][-1]
-                parts["trunc"].append(trunc)
-        meta = {"source_format": "minari"}
-        meta_file = folder / "data" / "metadata.json"
-        if meta_file.exists():
-            meta["minari"] = json.loads(meta_file.read_text())
-        cat = {k: np.concatenate(v) for k, v in parts.items()}
-        return cls(cat["obs"], cat["act"], cat["rew"], cat["next"], cat["term"], cat["trunc"],
-                   meta=meta, source=str(main))
+    def load_minari(cls, folder: str | os.PathLike, *, observation_keys: list[str] | None = None) -> "Dataset":
+        """Read a Minari dataset through the ``minari`` package: its folder (holding
+        ``data/metadata.json`` and ``data/main_data.hdf5``), its ``data`` folder, or a dataset id
+        stored locally (``$MINARI_DATASETS_PATH``, default ``~/.minari/datasets``). Each episode's
+        T+1 observations give T transitions; the last is terminal if ``terminations[-1]``, else a
+        timeout. Dict observations need ``observation_keys``: the parts concatenated, in that
+        order, into the state. Raises FileNotFoundError, DatasetError."""
+        return cls(**read_minari(folder, observation_keys))
 
     def select_state(self, columns) -> "Dataset":
         """The same transitions with the state cut to ``columns`` (e.g. D4RL Ant 111 -> 27)."""
         return Dataset(self.observations[:, columns], self.actions, self.rewards,
                        self.next_observations[:, columns], self.terminals, self.timeouts,
-                       self.qpos, self.qvel, dict(self.meta), self.source)
+                       self.qpos, self.qvel, dict(self.meta), self.source, self.next_observed)
 
     def describe(self, domain=None) -> dict[str, Any]:
         """Sizes and return statistics (normalised when a domain is given)."""

@@ -10,7 +10,14 @@ Every trainer in momawb (world model, MOMA-PPO, baselines) goes through this mod
   (temporary file + ``os.replace``), so a run killed at any moment resumes from its last
   checkpoint and, on CPU, ends with exactly the numbers of an uninterrupted run;
 * metrics go to ``metrics.csv`` (wide, one row per logged step) and ``metrics.jsonl``; on resume
-  the rows past the checkpoint are dropped, so a resumed log equals an uninterrupted one.
+  the rows past the checkpoint are dropped, so a resumed log equals an uninterrupted one;
+* every file of a run survives a crash at any byte or is repaired on resume with a
+  `RunFileRepaired` warning naming it: checkpoints, config.json and JSON results are written
+  atomically and fsynced (a crash leaves the old file or the new one, never half of one; a
+  leftover temporary file is removed on resume); metrics.jsonl is appended to, fsynced before
+  every checkpoint, and a torn last line is cut on resume; metrics.csv is rebuilt from it; an
+  unreadable config.json is rewritten (the folder name is its hash) and an unreadable JSON result
+  is moved aside and made again.
 
 `train_loop` is the one gradient-step loop every algorithm shares: tqdm progress, logging,
 periodic evaluation, periodic checkpoints, and a NaN/inf guard that stops with an error naming
@@ -25,7 +32,7 @@ import json
 import math
 import os
 import random
-import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -33,9 +40,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from momawb.safe_files import (RunFileRepaired, atomic_torch_save, atomic_write_bytes, fsync_file, publish,
+                               read_json_file, read_jsonl, repaired)
+
 __all__ = [
     "pick_device", "seed_everything", "outputs_root", "config_hash", "atomic_write_bytes",
-    "atomic_torch_save", "to_device", "Run", "TrainingDiverged", "train_loop",
+    "atomic_torch_save", "to_device", "Run", "RunFileRepaired", "TrainingDiverged", "train_loop",
 ]
 
 
@@ -100,50 +110,6 @@ def config_hash(config: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-def _umask_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def publish(tmp: str, path: Path) -> None:
-    """Give a temporary file ordinary permissions (mkstemp makes it owner-only) and rename it."""
-    os.chmod(tmp, _umask_mode())
-    os.replace(tmp, path)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        publish(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` that never leaves a half-written file behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        publish(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _rng_states(np_rng: np.random.Generator) -> dict:
     """Every RNG a run draws from: Python, numpy (legacy and the run's Generator), torch's CPU
     generator and, when CUDA is initialised, each CUDA device's generator. torch's states are
@@ -203,12 +169,12 @@ class Run:
         self.dir.mkdir(parents=True, exist_ok=True)
         cfg_file = self.dir / "config.json"
         meta = {"name": name, "seed": self.seed, "config": self.config}
-        if cfg_file.exists():
-            old = json.loads(cfg_file.read_text())
+        old = read_json_file(cfg_file, expect=dict)
+        if old is not None:
             if old.get("config") != meta["config"] or old.get("seed") != self.seed:
                 raise FileExistsError(f"{self.dir} holds a run with another config; "
                                       "choose another run name or root")
-        else:
+        else:       # new, or unreadable and moved aside: the folder name is the hash of this config
             atomic_write_bytes(cfg_file, json.dumps(meta, indent=1, default=str).encode())
         self.device = pick_device(device)
         self.np_rng = seed_everything(self.seed)
@@ -222,16 +188,28 @@ class Run:
     def save(self, state: Mapping[str, Any], step: int) -> Path:
         """Atomically write ``state`` plus every RNG state and ``step``.
 
+        The metric rows logged so far are fsynced first, so a checkpoint never outlives them.
         `load` reads it back on the host and returns the state on ``self.device`` (nested dicts
         and lists of tensors are moved; modules and optimisers loading it keep their own devices)."""
         blob = {"state": dict(state), "step": int(step), "rng": _rng_states(self.np_rng)}
+        fsync_file(self.dir / "metrics.jsonl")
         atomic_torch_save(blob, self.checkpoint_path)
         return self.checkpoint_path
 
     def load(self) -> tuple[dict, int] | None:
-        """Restore RNG states and return ``(state, step)`` from the checkpoint, or None."""
+        """Restore RNG states and return ``(state, step)`` from the checkpoint, or None.
+
+        Repairs what a crash can leave (`RunFileRepaired` warnings): temporary files of
+        interrupted atomic writes are removed, metric rows past the checkpoint and a torn last
+        line are dropped, metrics.csv is rebuilt."""
+        stale = sorted(p.name for p in self.dir.glob(".*.tmp") if p.is_file())
+        for name in stale:
+            (self.dir / name).unlink(missing_ok=True)
+        if stale:
+            repaired(f"{self.dir}: removed {len(stale)} temporary file(s) of writes a crash interrupted: "
+                      f"{', '.join(stale)}")
         if not self.checkpoint_path.exists():
-            if (self.dir / "metrics.jsonl").exists():
+            if (self.dir / "metrics.jsonl").exists() or (self.dir / "metrics.csv").exists():
                 self._truncate_log(0)  # rows of an attempt killed before its first checkpoint
             return None
         try:   # on the host: RNG states must stay CPU byte tensors whatever the run's device
@@ -260,14 +238,16 @@ class Run:
             csv.DictWriter(f, self._csv_keys, restval="").writerow(row)
 
     def metrics(self) -> list[dict]:
-        """All logged rows, in order."""
-        path = self.dir / "metrics.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        """All logged rows, in order (lines that do not parse are skipped with a warning)."""
+        rows, bad = read_jsonl(self.dir / "metrics.jsonl")
+        if bad:
+            warnings.warn(f"{self.dir / 'metrics.jsonl'}: line(s) {bad} are not metric rows (a crash "
+                          "mid-write?) and were skipped; resuming the run repairs the file", RunFileRepaired,
+                          stacklevel=2)
+        return rows
 
-    def _rewrite_csv(self, extra: dict | None = None) -> None:
-        rows = self.metrics()
+    def _rewrite_csv(self, extra: dict | None = None, rows: list[dict] | None = None) -> None:
+        rows = self.metrics() if rows is None else rows
         if extra is not None and (not rows or rows[-1] != _jsonable(extra)):
             rows.append(extra)
         keys: list[str] = []
@@ -281,10 +261,14 @@ class Run:
         atomic_write_bytes(self.dir / "metrics.csv", buf.getvalue().encode())
 
     def _truncate_log(self, step: int) -> None:
-        rows = [r for r in self.metrics() if r["step"] <= step]
-        atomic_write_bytes(self.dir / "metrics.jsonl",
-                           "".join(json.dumps(r) + "\n" for r in rows).encode())
-        self._rewrite_csv()
+        """Keep the rows up to ``step`` (the checkpoint's); drop torn lines; rebuild metrics.csv."""
+        path = self.dir / "metrics.jsonl"
+        rows, bad = read_jsonl(path)
+        if bad:
+            repaired(f"{path}: dropped line(s) {bad} that do not parse (torn by a crash mid-write)")
+        rows = [r for r in rows if r["step"] <= step]
+        atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
+        self._rewrite_csv(rows=rows)
 
     # ---------------------------------------------------------------- results
     def write_json(self, filename: str, obj: Any) -> Path:
@@ -293,8 +277,9 @@ class Run:
         return path
 
     def read_json(self, filename: str) -> Any | None:
-        path = self.dir / filename
-        return json.loads(path.read_text()) if path.exists() else None
+        """The JSON file ``filename`` of the run, or None when it is absent or unreadable (then it
+        is moved aside to ``<filename>.unreadable`` with a warning, so the caller makes it again)."""
+        return read_json_file(self.dir / filename)
 
 
 class _CsvBuffer(list):

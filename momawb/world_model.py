@@ -130,9 +130,14 @@ class GaussianEnsemble(nn.Module):
 
 
 # ----------------------------------------------------------------------------- losses
-def gaussian_nll(mean: torch.Tensor, logvar: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(E, B, D) each -> (E,) Gaussian NLL without the constant, averaged over B and D."""
-    return (0.5 * ((target - mean) ** 2 * torch.exp(-logvar) + logvar)).mean((1, 2))
+def gaussian_nll(mean: torch.Tensor, logvar: torch.Tensor, target: torch.Tensor,
+                 weight: torch.Tensor | None = None) -> torch.Tensor:
+    """(E, B, D) each -> (E,) Gaussian NLL without the constant, averaged over B and D; with
+    ``weight`` (E, B) of 0/1, averaged over the rows of weight 1 only."""
+    nll = 0.5 * ((target - mean) ** 2 * torch.exp(-logvar) + logvar)
+    if weight is None:
+        return nll.mean((1, 2))
+    return (nll.mean(2) * weight).sum(1) / weight.sum(1).clamp(min=1)
 
 
 def ensemble_uncertainty(next_states: torch.Tensor, rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -303,8 +308,17 @@ class EnsembleTrainer:
         if len(tr) == 0:
             raise DatasetError(f"{dataset.source}: no training transitions left after the validation split")
         tr, va = torch.as_tensor(tr), torch.as_tensor(va)
-        self.stats = {"in_mean": x[tr].mean(0), "in_std": _safe_std(x[tr]), "out_mean": y[tr].mean(0),
-                      "out_std": _safe_std(y[tr]),
+        # rows whose s' is not in the data (terminal rows of files without next_observations,
+        # `Dataset.next_known`): in training their reward and terminal targets count, their state
+        # target does not; target statistics and validation (state and reward errors) leave them out
+        known = torch.as_tensor(dataset.next_known)
+        self.known = None if dataset.next_observed is None else known[tr].to(device, torch.float32)
+        ts, va = (tr, va) if dataset.next_observed is None else (tr[known[tr]], va[known[va]])
+        if len(ts) == 0 or len(va) == 0:
+            raise DatasetError(f"{dataset.source}: no {'training' if len(ts) == 0 else 'validation'} transition "
+                               "has a known next state (next_observed), so the model has no state target")
+        self.stats = {"in_mean": x[tr].mean(0), "in_std": _safe_std(x[tr]), "out_mean": y[ts].mean(0),
+                      "out_std": _safe_std(y[ts]),
                       "state_lo": torch.minimum(x[:, :domain.state_dim].amin(0), nxt.amin(0)),
                       "state_hi": torch.maximum(x[:, :domain.state_dim].amax(0), nxt.amax(0)),
                       "reward_lo": rew.min(), "reward_hi": rew.max()}
@@ -320,10 +334,12 @@ class EnsembleTrainer:
         self.best_scores = torch.full((config.n_members,), float("inf"))
         self.bad_evals = 0
 
-    def losses(self, x: torch.Tensor, y: torch.Tensor, d: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(E, B, .) batch -> per-member (E,) loss terms (section 2: NLL of s' and r, BCE of d)."""
+    def losses(self, x: torch.Tensor, y: torch.Tensor, d: torch.Tensor,
+               known: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """(E, B, .) batch -> per-member (E,) loss terms (section 2: NLL of s' and r, BCE of d);
+        ``known`` (E, B): 0 where s' is not in the data (no state target)."""
         mean, logvar, logit = self.ensemble(x)
-        return {"nll_state": gaussian_nll(mean[..., :-1], logvar[..., :-1], y[..., :-1]),
+        return {"nll_state": gaussian_nll(mean[..., :-1], logvar[..., :-1], y[..., :-1], known),
                 "nll_reward": gaussian_nll(mean[..., -1:], logvar[..., -1:], y[..., -1:]),
                 "bce": F.binary_cross_entropy_with_logits(logit, d, reduction="none").mean(1)}
 
@@ -331,7 +347,7 @@ class EnsembleTrainer:
         xs, ys, ds = self.train
         idx = torch.as_tensor(self.run.np_rng.integers(0, len(xs), (self.cfg.n_members, self.cfg.batch_size)),
                               device=self.device)                       # own minibatch per member
-        terms = self.losses(xs[idx], ys[idx], ds[idx])
+        terms = self.losses(xs[idx], ys[idx], ds[idx], None if self.known is None else self.known[idx])
         ens = self.ensemble
         loss = sum(t.sum() for t in terms.values()) + self.cfg.logvar_bound_coef * (
             ens.max_logvar.sum() - ens.min_logvar.sum())

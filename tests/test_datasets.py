@@ -1,3 +1,5 @@
+"""The Dataset container: momawb's own files, histories, splits (files of other tools:
+test_dataset_files.py)."""
 import os
 
 import h5py
@@ -115,31 +117,3 @@ def test_width_mismatch_with_domain():
     ds = _small()
     with pytest.raises(DatasetError, match="actions have width 2 but domain game/3-agents expects 3"):
         ds.agent_views(make("game", n_agents=3))
-
-
-def test_minari_folder(tmp_path):
-    main = tmp_path / "mini" / "data"
-    main.mkdir(parents=True)
-    with h5py.File(main / "main_data.hdf5", "w") as f:
-        for e, T in enumerate([3, 2]):
-            g = f.create_group(f"episode_{e}")
-            g["observations"] = np.arange((T + 1) * 2, dtype=np.float32).reshape(T + 1, 2)
-            g["actions"] = np.ones((T, 4), np.float32)
-            g["rewards"] = np.ones(T)
-            g["terminations"] = np.array([False] * (T - 1) + [e == 1])
-            g["truncations"] = np.array([False] * T)
-    ds = Dataset.load(tmp_path / "mini")
-    assert len(ds) == 5 and ds.timeouts.tolist() == [False, False, True, False, False]
-    assert ds.terminals.tolist()[-1] and np.array_equal(ds.next_observations[0], [2, 3])
-    assert ds.episode_returns().tolist() == [3.0, 2.0]
-
-
-def test_old_d4rl_file_without_next_observations(tmp_path):
-    path = tmp_path / "old.hdf5"
-    with h5py.File(path, "w") as f:
-        f["observations"] = np.arange(5, dtype=np.float32)[:, None]
-        f["actions"] = np.zeros((5, 2))
-        f["rewards"] = np.ones(5)
-        f["terminals"] = np.array([0, 0, 1, 0, 0])
-    ds = Dataset.load(path)
-    assert ds.next_observations[:, 0].tolist() == [1, 2, 2, 4, 4] and ds.meta["next_observations_derived"]

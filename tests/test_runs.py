@@ -1,17 +1,22 @@
+import csv
 import json
+import shutil
 import subprocess
 import sys
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from momawb.runs import Run, TrainingDiverged, atomic_torch_save, pick_device, seed_everything, train_loop
+from momawb.runs import (Run, RunFileRepaired, TrainingDiverged, atomic_torch_save, pick_device, seed_everything,
+                         train_loop)
 
 sys.path.insert(0, str(Path(__file__).parent))
 import toy_trainer  # noqa: E402
-from devices import TEST_DEVICE, assert_same_numbers  # noqa: E402
+from devices import ON_CUDA, TEST_DEVICE, assert_same_numbers  # noqa: E402
 
 
 def _params(toy):
@@ -38,9 +43,78 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, kill_at):
     assert len(csv.read_text().splitlines()) == 1 + 8
 
 
-def test_exception_then_resume(tmp_path):
-    ref = toy_trainer.train(str(tmp_path / "ref"))
-    run = Run("toy", {"lr": 1e-2}, seed=3, root=tmp_path / "b")
+def _run_dir(root) -> Path:
+    return next((Path(root) / "runs").glob("toy-*"))
+
+
+def _files(root) -> dict:
+    """Every file of the run folder but the checkpoint, as bytes (equal runs write equal files)."""
+    d = _run_dir(root)
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir()) if p.name != "checkpoint.pt"}
+
+
+def _parsed(files: dict) -> dict:
+    out = {}
+    for name, data in files.items():
+        if name.endswith(".jsonl"):
+            out[name] = [json.loads(line) for line in data.decode().splitlines()]
+        elif name.endswith(".csv"):
+            rows = csv.DictReader(data.decode().splitlines())
+            out[name] = [{k: float(v) if v else None for k, v in r.items()} for r in rows]
+        elif name.endswith(".json"):
+            out[name] = json.loads(data)
+        else:
+            out[name] = data
+    return out
+
+
+def assert_same_files(root, ref_root, **extra) -> None:
+    """The run folders hold the same files: byte for byte on CPU; on CUDA, the same rows and
+    values within `assert_same_numbers`' tolerance (resumed CUDA runs are not bit-exact)."""
+    got, want = _files(root), {**_files(ref_root), **extra}
+    assert_same_numbers(_parsed(got), _parsed(want))
+    if not ON_CUDA:
+        assert got == want
+
+
+def _resume(root, **kw):
+    """Resume ``root``'s toy run; returns (toy, RunFileRepaired messages)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        toy = toy_trainer.train(str(root), **kw)
+    return toy, [str(w.message) for w in caught if issubclass(w.category, RunFileRepaired)]
+
+
+def test_killed_at_random_moments_resumes_to_an_uninterrupted_run(tmp_path):
+    """Issue 14 item 12: a subprocess killed (SIGKILL) after random delays, mid-step, mid-log or
+    mid-checkpoint, several times, resuming each time, ends with the files and weights of a run
+    that was never interrupted."""
+    kw = dict(n_steps=300, log_every=1, checkpoint_every=7)
+    t0 = time.perf_counter()
+    ref = toy_trainer.train(str(tmp_path / "ref"), **kw)
+    span = time.perf_counter() - t0             # how long training takes here (kill times only, no limit)
+    root, rng, kills = tmp_path / "killed", np.random.default_rng(0), 0
+    for attempt in range(4):
+        proc = subprocess.Popen([sys.executable, toy_trainer.__file__, str(root), "-1", "300", "1", "7"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        time.sleep(rng.uniform(0, span))
+        proc.kill()
+        rc = proc.wait()
+        if rc == 0:
+            break
+        assert rc == -9, proc.stderr.read()
+        kills += 1
+    assert kills >= 2
+    resumed, _ = _resume(root, **kw)
+    assert_same_numbers(_params(ref), _params(resumed))
+    assert resumed.updates == 300
+    assert_same_files(root, tmp_path / "ref")             # metrics.jsonl, metrics.csv, result.json, config
+
+
+def _crashed_at_step_17(root):
+    """A run stopped by an exception at step 17: checkpoint at 14, rows 5, 10, 15 logged."""
+    run = Run("toy", {"lr": 1e-2}, seed=3, root=root)
     toy = toy_trainer.Toy(run)
 
     def boom(step):
@@ -50,6 +124,85 @@ def test_exception_then_resume(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         train_loop(run, toy, 40, boom, log_every=5, checkpoint_every=7, progress=False)
+    return run
+
+
+def test_torn_metrics_line_at_any_byte_is_repaired(tmp_path):
+    """A crash while appending a row leaves metrics.jsonl cut at any byte after the rows the
+    checkpoint holds (fsynced before it); the resume drops the torn line with a warning naming
+    the file (old code: a bare JSONDecodeError) and ends with the uninterrupted run's files."""
+    toy_trainer.train(str(tmp_path / "ref"))
+    run = _crashed_at_step_17(tmp_path / "crashed")
+    data = (run.dir / "metrics.jsonl").read_bytes()
+    first_after = data.index(b'{"step": 15')
+    for cut in range(first_after, len(data) + 1):
+        root = tmp_path / f"cut{cut}"
+        shutil.copytree(tmp_path / "crashed", root)
+        (_run_dir(root) / "metrics.jsonl").write_bytes(data[:cut])
+        resumed, msgs = _resume(root)
+        assert_same_files(root, tmp_path / "ref")
+        partial = data[first_after:cut].strip()
+        try:
+            json.loads(partial) if partial else None
+            torn = False
+        except ValueError:
+            torn = True
+        assert torn == any("metrics.jsonl: dropped line(s) [3]" in m for m in msgs), (cut, msgs)
+        shutil.rmtree(root)
+
+
+def test_torn_or_missing_csv_is_rebuilt(tmp_path):
+    toy_trainer.train(str(tmp_path / "ref"))
+    run = _crashed_at_step_17(tmp_path / "crashed")
+    data = (run.dir / "metrics.csv").read_bytes()
+    for cut in list(range(0, len(data) + 1, 5)) + [None]:
+        root = tmp_path / f"cut{cut}"
+        shutil.copytree(tmp_path / "crashed", root)
+        if cut is None:
+            (_run_dir(root) / "metrics.csv").unlink()
+        else:
+            (_run_dir(root) / "metrics.csv").write_bytes(data[:cut])
+        _resume(root)
+        assert_same_files(root, tmp_path / "ref")
+        shutil.rmtree(root)
+
+
+def test_interrupted_atomic_writes_leave_the_old_file_and_are_cleaned(tmp_path):
+    """A crash inside `atomic_torch_save` or `write_json` leaves the old file and a temporary one
+    (simulated here with the first bytes of a real checkpoint); the resume uses the old
+    checkpoint, removes the temporary files with a warning naming them, and ends as if never cut."""
+    toy_trainer.train(str(tmp_path / "ref"))
+    run = _crashed_at_step_17(tmp_path / "crashed")
+    partial = run.checkpoint_path.read_bytes()
+    (run.dir / ".checkpoint.pt.abc123.tmp").write_bytes(partial[: len(partial) // 3])
+    (run.dir / ".result.json.xyz.tmp").write_bytes(b'{"upd')
+    resumed, msgs = _resume(tmp_path / "crashed")
+    assert any(".checkpoint.pt.abc123.tmp" in m and ".result.json.xyz.tmp" in m for m in msgs), msgs
+    assert_same_files(tmp_path / "crashed", tmp_path / "ref")
+    assert not list(_run_dir(tmp_path / "crashed").glob(".*.tmp"))
+
+
+def test_unreadable_config_and_json_results_are_repaired_with_a_warning(tmp_path):
+    toy_trainer.train(str(tmp_path / "ref"))
+    toy_trainer.train(str(tmp_path / "b"))
+    d = _run_dir(tmp_path / "b")
+    (d / "config.json").write_bytes(b'{"name": "toy", "se')          # e.g. a disk full mid-write
+    (d / "result.json").write_bytes(b"\x00\x00\x00")
+    with pytest.warns(RunFileRepaired, match="config.json could not be read"):
+        run = Run("toy", {"lr": 1e-2}, seed=3, root=tmp_path / "b")
+    with pytest.warns(RunFileRepaired, match=r"result.json could not be read .* moved aside to result.json.unreadable"):
+        assert run.read_json("result.json") is None
+    _resume(tmp_path / "b")                                          # writes result.json again
+    assert_same_files(tmp_path / "b", tmp_path / "ref", **{"config.json.unreadable": b'{"name": "toy", "se',
+                                                           "result.json.unreadable": b"\x00\x00\x00"})
+    with pytest.warns(RunFileRepaired, match=r"line\(s\) \[2\] are not metric rows"):  # a reader skips bad lines
+        (d / "metrics.jsonl").write_bytes(b'{"step": 5, "loss": 1.0}\n{"ste\n{"step": 10, "loss": 2.0}\n')
+        assert [r["step"] for r in run.metrics()] == [5, 10]
+
+
+def test_exception_then_resume(tmp_path):
+    ref = toy_trainer.train(str(tmp_path / "ref"))
+    _crashed_at_step_17(tmp_path / "b")
     resumed = toy_trainer.train(str(tmp_path / "b"))
     assert_same_numbers(_params(ref), _params(resumed))
 

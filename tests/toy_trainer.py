@@ -46,12 +46,27 @@ class Toy:
         self.updates = s["updates"]
 
 
-def train(root: str, n_steps: int = 40, kill_at: int | None = None, checkpoint_every: int = 7) -> Toy:
+def train(root: str, n_steps: int = 40, kill_at: int | None = None, checkpoint_every: int = 7,
+          log_every: int = 5, ready=None) -> Toy:
+    """Train (resuming), then write result.json once, like `momawb.train.train` does."""
     run = Run("toy", {"lr": 1e-2}, seed=3, root=root)     # the default device: the test device
     toy = Toy(run, kill_at)
-    train_loop(run, toy, n_steps, toy.update, log_every=5, checkpoint_every=checkpoint_every, progress=False)
+    if ready is not None:
+        ready()
+    train_loop(run, toy, n_steps, toy.update, log_every=log_every, checkpoint_every=checkpoint_every,
+               progress=False)
+    if run.read_json("result.json") is None:
+        run.write_json("result.json", {"updates": toy.updates,
+                                       "params": [float(p.detach().sum()) for p in toy.net.parameters()]})
     return toy
 
 
 if __name__ == "__main__":
-    train(sys.argv[1], kill_at=int(sys.argv[2]))
+    # toy_trainer.py ROOT KILL_AT                         killed by itself at step KILL_AT
+    # toy_trainer.py ROOT -1 N_STEPS LOG_EVERY CKPT_EVERY  prints "ready" once training starts
+    args = [int(a) for a in sys.argv[2:]]
+    if args[0] >= 0:
+        train(sys.argv[1], kill_at=args[0])
+    else:
+        train(sys.argv[1], n_steps=args[1], log_every=args[2], checkpoint_every=args[3],
+              ready=lambda: print("ready", flush=True))
