@@ -8,9 +8,11 @@ the outputs folder and an estimate of the grid's wall time.
 notebook's `Parameters` class (types, ranges, allowed names; a number may be written
 ``'1e-3'``; one name where a list is expected is a one-element list), reads
 ``params/<notebook>/<preset>.yaml`` and checks it in full (unknown keys and misspelled sections
-are named, with the closest allowed name), then merges what papermill injected. All of this is
-plain Python (no torch, no data): a bad parameter fails in milliseconds and before anything is
-written. Only then are the device and the summary printed.
+are named, with the closest allowed name), then merges what papermill injected. Names and
+notebook-level values are checked first, in plain Python (milliseconds); the sections then go
+through their config dataclasses, which imports the algorithm modules (torch, a second or
+two). Nothing is generated, trained or written before all checks pass; then the device and
+the summary are printed.
 
 Precedence, per value: the parameters cell (or what papermill ``-p``/``-f``/``-y`` put there)
 wins, a parameter left at ``None`` takes the preset file's value (``seeds``, ``po_memory``); per
@@ -144,25 +146,30 @@ def _unknown(names, allowed, what: str, source: str) -> ConfigError:
     return ConfigError(f"{source}: unknown {what} {', '.join(parts)}")
 
 
-def check_preset(spec: type[Parameters], data: Mapping, source: str) -> tuple[dict, dict[str, dict]]:
+def check_preset(spec: type[Parameters], data: Mapping, source: str,
+                 sections: bool = True) -> tuple[dict, dict[str, dict]]:
     """Check a whole preset (or ``-f``) mapping: top-level keys must be parameters of ``spec``
-    or its sections; every value is checked. Returns (parameters, sections), coerced; a
-    section holds only the keys the file gives."""
+    or its sections; every value is checked (the sections through their dataclasses, which
+    imports the algorithm modules; ``sections=False`` leaves them for later). Returns
+    (parameters, sections), coerced; a section holds only the keys the file gives."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source} must hold a mapping at the top level, got {type(data).__name__}")
-    keys, sections = spec.keys(), spec.sections()
-    bad = [k for k in data if k not in keys and k not in sections]
+    keys, known = spec.keys(), spec.sections()
+    bad = [k for k in data if k not in keys and k not in known]
     if bad:
         foreign = [k for k in bad if k in cfg.SECTIONS]
         if foreign:
             raise ConfigError(f"{source}: section(s) {foreign} are not used by notebooks/{spec.notebook}; "
-                              f"its sections: {', '.join(sections)}")
-        raise ConfigError(f"{_unknown(bad, [*keys, *sections], 'key', source)}; allowed: parameters "
-                          f"{', '.join(keys)} or sections {', '.join(sections)}")
+                              f"its sections: {', '.join(known)}")
+        raise ConfigError(f"{_unknown(bad, [*keys, *known], 'key', source)}; allowed: parameters "
+                          f"{', '.join(keys)} or sections {', '.join(known)}")
     params = {k: cfg.check_value(spec, k, v) for k, v in data.items() if k in keys and v is not None}
     out: dict[str, dict] = {}
-    for name in (k for k in data if k in sections):
-        out[name] = _check_section(name, data[name] or {}, f"{source} [{name}]")
+    for name in (k for k in data if k in known):
+        if not isinstance(data[name] or {}, Mapping):
+            raise ConfigError(f"{source} [{name}] must be a mapping of {name} keys (e.g. {{steps: 300}}), "
+                              f"got {data[name]!r}")
+        out[name] = _check_section(name, data[name] or {}, f"{source} [{name}]") if sections else dict(data[name] or {})
     return params, out
 
 
@@ -192,16 +199,20 @@ def injected_names(ns: Mapping) -> dict[str, Any]:
     return {}
 
 
+#: a kernel started by one of these runs headless (matched in the parent's command line)
+HEADLESS_PARENTS = ("papermill", "nbconvert", "nbclient", "pytest", "momawb.execute")
+
+
 def running_headless() -> bool:
-    """True when the kernel was started by papermill, nbconvert, nbclient or pytest (nbval):
-    nobody watches the cells run, so live widgets would only leave stale state in the file.
-    Read from the parent process's command line; unknown parents count as interactive."""
+    """True when the kernel was started by papermill, nbconvert, nbclient, pytest (nbval) or
+    `momawb.execute`: nobody watches the cells run, so live widgets would only leave stale state
+    in the file. Read from the parent process's command line; unknown parents are interactive."""
     try:
         import psutil
         cmd = " ".join(psutil.Process(os.getppid()).cmdline()).lower()
     except Exception:
         return False
-    return any(tool in cmd for tool in ("papermill", "nbconvert", "nbclient", "pytest"))
+    return any(tool in cmd for tool in HEADLESS_PARENTS)
 
 
 # ----------------------------------------------------------------------------- set-up
@@ -279,16 +290,16 @@ def setup(notebook: str, ns: dict, *, quiet: bool = False) -> Setup:
         raise ConfigError(f"the parameters cell of notebooks/{notebook} does not define {missing}")
     injected = injected_names(ns)
     source = "papermill parameters (-p/-f/-y)"
-    stray = [k for k in injected if k not in keys and k not in sections]
-    if stray:
-        check_preset(spec, {k: injected[k] for k in stray}, source)  # raises, naming them
     raw = {k: ns[k] for k in keys}
     live = cfg.check_value(spec, "live", raw["live"])
     live = (not running_headless()) if live is None else live
-    _configure_display(live)  # before the section checks import momawb's training modules (tqdm.auto)
+    if not live:
+        _text_progress()  # before the section checks import momawb's training modules
+    # 1. names and notebook-level values (plain Python: fails in milliseconds)
+    check_preset(spec, injected, source, sections=False)
     cfg.check_value(spec, "preset", raw["preset"])
     data, preset_file = cfg.read_preset(notebook, raw["preset"])
-    from_file, file_sections = check_preset(spec, data, str(preset_file))
+    from_file, file_sections = check_preset(spec, data, str(preset_file), sections=False)
     for k in spec.from_preset:
         if raw[k] is None:
             if k not in from_file:
@@ -296,15 +307,19 @@ def setup(notebook: str, ns: dict, *, quiet: bool = False) -> Setup:
                                   f"{k!r}; pass -p {k} <value> or add it to the file")
             raw[k] = from_file[k]
     params = spec(**raw)
+    # 2. the sections through their dataclasses (imports the algorithm modules, torch)
     merged, overrides = {}, {}
     for name in sections:
+        base = _check_section(name, file_sections.get(name, {}), f"{preset_file} [{name}]")
         extra = injected.get(name)
-        merged[name] = _check_section(name, extra or {}, f"{source} [{name}]", file_sections.get(name))
+        merged[name] = _check_section(name, extra or {}, f"{source} [{name}]", base)
         if extra is not None:
             overrides[name] = {k: merged[name][k] for k in extra}
     for k in keys:
         ns[k] = getattr(params, k)
+    from momawb import plots
     from momawb.runs import outputs_root
+    plots.use_notebook_renderers()  # figures carry an HTML copy (nbconvert, nbviewer) beside plotly's JSON
     nb = Setup(notebook, params, preset_file, merged, overrides, injected,
                outputs_root() / notebook / params.preset, live)
     nb.device = _device(merged)
@@ -345,23 +360,19 @@ def _fmt(v: Any) -> str:
     return ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
 
 
-def _configure_display(live: bool) -> None:
-    """Figures carry an HTML copy (nbconvert, nbviewer) beside plotly's own mimetype (JupyterLab,
-    VS Code); without ``live``, tqdm.auto bars are plain text (they stream with papermill
-    ``--log-output`` and keep their final line in the saved file), as modules imported after
-    this call bind ``tqdm.auto.tqdm``."""
-    from momawb import plots
-    plots.use_notebook_renderers()
-    if not live:
-        import sys
+def _text_progress() -> None:
+    """tqdm.auto bars become plain text (they stream with papermill ``--log-output`` and keep
+    their final line in the saved file): modules imported after this call bind the text class,
+    momawb modules imported before it are rebound."""
+    import sys
 
-        import tqdm.auto
-        import tqdm.std
-        widget_bar = tqdm.auto.tqdm
-        tqdm.auto.tqdm, tqdm.auto.trange = tqdm.std.tqdm, tqdm.std.trange
-        for name, mod in list(sys.modules.items()):  # momawb modules imported before this call
-            if name.startswith("momawb.") and getattr(mod, "tqdm", None) is widget_bar:
-                mod.tqdm = tqdm.std.tqdm
+    import tqdm.auto
+    import tqdm.std
+    widget_bar = tqdm.auto.tqdm
+    tqdm.auto.tqdm, tqdm.auto.trange = tqdm.std.tqdm, tqdm.std.trange
+    for name, mod in list(sys.modules.items()):
+        if name.startswith("momawb.") and getattr(mod, "tqdm", None) is widget_bar:
+            mod.tqdm = tqdm.std.tqdm
 
 
 def parameter_docs(notebook: str) -> str:

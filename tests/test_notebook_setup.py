@@ -223,3 +223,26 @@ def test_estimate_times_real_steps_and_writes_nothing(outputs):
     assert est.seconds >= sum(est.job_seconds.values()) and "estimate" in str(est)
     assert not outputs.exists()
     assert estimate._pack([3, 1, 1, 1], 2) == 3 and estimate._pack([1, 1, 1, 1], 2) == 2
+
+
+def test_headless_kernels_are_recognised(monkeypatch):
+    """A kernel whose parent is pytest (nbval), papermill or momawb.execute runs headless."""
+    import os
+    monkeypatch.setattr(os, "getppid", os.getpid)          # this process: pytest
+    assert notebook.running_headless()
+    monkeypatch.setattr(notebook, "HEADLESS_PARENTS", ("papermill",))
+    assert not notebook.running_headless()
+
+
+def test_bad_parameter_fails_before_heavy_imports():
+    """Issue 14 item 11 ("validated first, in a second"): a bad parameter or preset key stops the
+    set-up before torch or the training modules are imported (no wall-clock assertion: the
+    fresh interpreter shows what was imported when the error came)."""
+    import subprocess
+    import sys
+    code = ("import sys\nfrom momawb import notebook, config as cfg\n"
+            f"ns = {dict(GAME, seeds=0)!r}\n"
+            "try:\n    notebook.setup('coordination_game', ns)\nexcept cfg.ConfigError as e:\n    print(e)\n"
+            "print(sorted(m for m in ('torch', 'momawb.sweep', 'momawb.runs', 'plotly') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    assert "parameter 'seeds' = 0 is out of range" in out and out.strip().endswith("[]"), out
