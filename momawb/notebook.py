@@ -206,13 +206,24 @@ HEADLESS_PARENTS = ("papermill", "nbconvert", "nbclient", "pytest", "momawb.exec
 def running_headless() -> bool:
     """True when the kernel was started by papermill, nbconvert, nbclient, pytest (nbval) or
     `momawb.execute`: nobody watches the cells run, so live widgets would only leave stale state
-    in the file. Read from the parent process's command line; unknown parents are interactive."""
+    in the file. Read from the parent process's program (its executable, script or ``-m``
+    module, not its other arguments); unknown parents are interactive."""
     try:
         import psutil
-        cmd = " ".join(psutil.Process(os.getppid()).cmdline()).lower()
+        return any(tool in _program(psutil.Process(os.getppid()).cmdline()) for tool in HEADLESS_PARENTS)
     except Exception:
         return False
-    return any(tool in cmd for tool in HEADLESS_PARENTS)
+
+
+def _program(cmdline: list[str]) -> str:
+    """'papermill' for ['python', '/venv/bin/papermill', ...] or ['python', '-m', 'papermill', ...]."""
+    names = [os.path.basename(a) for a in cmdline[:1]]
+    rest = cmdline[1:]
+    while rest and rest[0].startswith("-") and rest[0] not in ("-m", "-c"):
+        rest = rest[2:] if rest[0] in ("-X", "-W") else rest[1:]  # interpreter options (-X frozen_modules=off, -B)
+    if rest:
+        names.append(rest[1] if rest[0] == "-m" and len(rest) > 1 else os.path.basename(rest[0]))
+    return " ".join(names).lower()
 
 
 # ----------------------------------------------------------------------------- set-up
@@ -345,7 +356,11 @@ def _summary(nb: Setup) -> list[str]:
     import momawb
     p = nb.params
     shown = ", ".join(f"{f.name}={_fmt(getattr(p, f.name))}" for f in dataclasses.fields(p) if f.name != "preset")
-    lines = [f"momawb {momawb.__version__} | notebooks/{nb.notebook} | preset {p.preset!r} from {nb.preset_file}",
+    try:
+        shown_file = nb.preset_file.relative_to(cfg.params_dir().parent)
+    except ValueError:
+        shown_file = nb.preset_file
+    lines = [f"momawb {momawb.__version__} | notebooks/{nb.notebook} | preset {p.preset!r} from {shown_file}",
              f"parameters: {shown}"]
     if nb.overrides:
         lines.append("papermill sections on top of the preset: "

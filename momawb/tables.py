@@ -212,7 +212,7 @@ class Table:
             cells = []
             for j, c in enumerate(r):
                 content = self.html_cells.get((i, j), html.escape(c))
-                style = "text-align:left" if j == 0 else "text-align:center"
+                style = "text-align:left" if j == 0 else "text-align:center;white-space:nowrap"
                 if (i, j) in self.marks:
                     style += ";background:#fde0dd"
                 tag = "th" if j == 0 else "td"
@@ -323,8 +323,8 @@ class ResultTable:
 
     @property
     def rule(self) -> str:
-        return (f"marked: |ours - paper| > {self.k:g} x sqrt(s.e.^2 + s.e.paper^2) and > {self.floor:g} "
-                "(the paper's s.e. is 0 where it gives none)")
+        return (f"a cell is marked (red, *) when |ours − paper| > {self.k:g}·√(s.e.² + s.e.paper²) and > "
+                f"{self.floor:g}, the paper's s.e. taken as 0 where it gives none")
 
     def _ci(self, c: Mapping) -> str:
         d = self.digits
@@ -349,10 +349,11 @@ class ResultTable:
                 if ref is not None:
                     parts.append(f"paper {_fmt_paper(ref, d)}")
                 row.append(" · ".join(parts))
+                off = self.agrees(t, m) is False
                 html_cells[(i, j)] = (f"<b>{html.escape(parts[0])}</b><br><small>{html.escape(parts[1])}</small>"
-                                      + (f"<br><small style='color:#555'>{html.escape(parts[2])}</small>"
-                                         if ref is not None else ""))
-                if self.agrees(t, m) is False:
+                                      + (f"<br><small style='color:#555'>{html.escape(parts[2])}{' *' if off else ''}"
+                                         "</small>" if ref is not None else ""))
+                if off:
                     marks.add((i, j))
             rows.append(row)
         n_tasks = len(self.cells)
@@ -360,8 +361,9 @@ class ResultTable:
             row = [f"all {self.task_label}s (IQM)"]
             for j, m in enumerate(self.methods, start=1):
                 o = self.overall[m]
-                row.append(self._ci(o) + f" · {o['n']} runs")
-                html_cells[(len(rows), j)] = f"<b>{html.escape(self._ci(o))}</b><br><small>{o['n']} runs</small>"
+                runs = f"{o['n']} run{'s' if o['n'] != 1 else ''}"
+                row.append(self._ci(o) + f" · {runs}")
+                html_cells[(len(rows), j)] = f"<b>{html.escape(self._ci(o))}</b><br><small>{runs}</small>"
             rows.append(row)
         seeds = sorted({c["n"] for ms in self.cells.values() for c in ms.values()})
         caption = (f"{self.title}: normalised score over {'/'.join(map(str, seeds))} seed(s), mean ± s.e. "
@@ -374,7 +376,7 @@ class ResultTable:
     def agreement(self) -> str:
         """'k/n cells agree with the paper (rule)'."""
         got = [a for t in self.cells for m in self.cells[t] if (a := self.agrees(t, m)) is not None]
-        return f"{sum(got)}/{len(got)} cells agree with the paper ({self.rule})"
+        return f"{sum(got)}/{len(got)} cells agree with the paper; {self.rule}"
 
     def long_rows(self) -> list[list]:
         """One row per (task, method): the numbers, for CSV."""

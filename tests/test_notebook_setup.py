@@ -226,12 +226,17 @@ def test_estimate_times_real_steps_and_writes_nothing(outputs):
 
 
 def test_headless_kernels_are_recognised(monkeypatch):
-    """A kernel whose parent is pytest (nbval), papermill or momawb.execute runs headless."""
+    """A kernel whose parent is pytest (nbval), papermill or momawb.execute runs headless; a
+    JupyterLab server does not, even when a path among its arguments says 'pytest'."""
     import os
     monkeypatch.setattr(os, "getppid", os.getpid)          # this process: pytest
     assert notebook.running_headless()
     monkeypatch.setattr(notebook, "HEADLESS_PARENTS", ("papermill",))
     assert not notebook.running_headless()
+    prog = notebook._program
+    assert prog(["/v/bin/python", "/v/bin/papermill", "a.ipynb"]).endswith("papermill")
+    assert prog(["python", "-X", "frozen_modules=off", "-m", "momawb.execute", "game"]).endswith("momawb.execute")
+    assert "pytest" not in prog(["/v/bin/python", "-m", "jupyterlab", "--ServerApp.root_dir=/tmp/pytest-of-root/x"])
 
 
 def test_bad_parameter_fails_before_heavy_imports():
