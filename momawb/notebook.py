@@ -239,6 +239,7 @@ class Setup:
     injected: dict[str, Any]
     out_dir: Path
     live: bool
+    changes: dict[str, dict] = field(default_factory=dict)   # section -> key -> (preset value, papermill's)
     device: str = "cpu"
     estimate: Any = None                 # the last `momawb.estimate.Estimate`
     lines: list[str] = field(default_factory=list)
@@ -319,20 +320,23 @@ def setup(notebook: str, ns: dict, *, quiet: bool = False) -> Setup:
             raw[k] = from_file[k]
     params = spec(**raw)
     # 2. the sections through their dataclasses (imports the algorithm modules, torch)
-    merged, overrides = {}, {}
+    merged, overrides, changes = {}, {}, {}
     for name in sections:
         base = _check_section(name, file_sections.get(name, {}), f"{preset_file} [{name}]")
         extra = injected.get(name)
         merged[name] = _check_section(name, extra or {}, f"{source} [{name}]", base)
         if extra is not None:
             overrides[name] = {k: merged[name][k] for k in extra}
+            default = cfg.section_class(name)()
+            was = {k: base.get(k, getattr(default, k)) for k in extra}
+            changes[name] = {k: (was[k], v) for k, v in overrides[name].items() if v != was[k]}
     for k in keys:
         ns[k] = getattr(params, k)
     from momawb import plots
     from momawb.runs import outputs_root
     plots.use_notebook_renderers()  # figures carry an HTML copy (nbconvert, nbviewer) beside plotly's JSON
     nb = Setup(notebook, params, preset_file, merged, overrides, injected,
-               outputs_root() / notebook / params.preset, live)
+               outputs_root() / notebook / params.preset, live, changes={k: v for k, v in changes.items() if v})
     nb.device = _device(merged)
     nb.lines = _summary(nb)
     if not quiet:
@@ -363,8 +367,9 @@ def _summary(nb: Setup) -> list[str]:
     lines = [f"momawb {momawb.__version__} | notebooks/{nb.notebook} | preset {p.preset!r} from {shown_file}",
              f"parameters: {shown}"]
     if nb.overrides:
-        lines.append("papermill sections on top of the preset: "
-                     + "; ".join(f"{s} {sorted(v)}" for s, v in nb.overrides.items()))
+        lines.append("papermill's sections change the preset: " + "; ".join(
+            f"{s} " + ", ".join(f"{k} {_fmt(a)} -> {_fmt(b)}" for k, (a, b) in sorted(v.items()))
+            for s, v in nb.changes.items()) if nb.changes else "papermill's sections equal the preset's")
     lines += [f"device: {nb.device}",
               "display: " + ("live plots and widgets" if nb.live else "static figures, text progress bars"),
               f"outputs: {nb.out_dir}"]

@@ -25,7 +25,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 __all__ = ["LiveCurves", "learning_curves", "smooth", "method_colors", "convention_figure", "convention_fractions",
-           "calibration_figure", "payoff_html", "dataset_explorer", "table_html", "use_notebook_renderers",
+           "calibration_figure", "dataset_explorer", "use_notebook_renderers",
            "STEP_UNITS"]
 
 #: Reacher episode labels (`momawb.conventions`) and their colours
@@ -264,20 +264,6 @@ def calibration_figure(cal: Mapping, title: str = "") -> go.Figure:
         fig.update_yaxes(type="log", row=1, col=2)
     fig.update_layout(title=title or "does the ensemble know where it is wrong?", height=420)
     return fig
-
-
-def payoff_html(actions: Sequence[str], reward: Callable[[Sequence[int]], float]) -> str:
-    """The two-agent payoff matrix as an HTML table."""
-    head = "".join(f"<th>agent 2: {a}</th>" for a in actions)
-    body = "".join(f"<tr><th>agent 1: {a}</th>" + "".join(f"<td style='text-align:center'>{reward((i, j)):g}</td>"
-                                                          for j in range(len(actions))) + "</tr>"
-                   for i, a in enumerate(actions))
-    return f"<table><thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def table_html(rows: list[list[str]], caption: str = "") -> str:
-    from momawb.tables import to_html
-    return (f"<p><b>{caption}</b></p>" if caption else "") + to_html(rows)
 
 
 def dataset_explorer(sample: Callable[[tuple[float, ...]], tuple[np.ndarray, float, float]], n_agents: int = 2,

@@ -29,7 +29,7 @@ from momawb.evaluation import mean_se
 
 __all__ = ["TABLE1", "TABLE2_REACHER", "TABLE3", "TABLE4A", "TABLE4B", "TABLE5", "aggregate",
            "side_by_side", "to_markdown", "to_html", "within", "mean_se", "iqm", "iqm_interval", "Table",
-           "ResultTable"]
+           "ResultTable", "payoff_table"]
 
 #: Table 1: game datasets -> (P(a1=right), P(a2=right), dataset average score)
 TABLE1 = {
@@ -254,6 +254,13 @@ class Table:
             atomic_write_bytes(folder / f"{name}.{ext}", text.encode())
             out.append(folder / f"{name}.{ext}")
         return out
+
+
+def payoff_table(actions: Sequence[str], reward) -> Table:
+    """The two-agent payoff matrix: ``reward((i, j))`` for agent 1 playing ``actions[i]`` and
+    agent 2 ``actions[j]``."""
+    rows = [[f"agent 1: {a}"] + [f"{reward((i, j)):g}" for j in range(len(actions))] for i, a in enumerate(actions)]
+    return Table([""] + [f"agent 2: {a}" for a in actions], rows, "Team reward per joint action")
 
 
 def _fmt_paper(ref, digits: int) -> str:

@@ -47,7 +47,7 @@ from momawb import notebook
 nb = notebook.setup("coordination_game", globals())  # checks the parameters above, prints preset and device
 
 import numpy as np  # noqa: E402
-from IPython.display import HTML, display  # noqa: E402
+from IPython.display import display  # noqa: E402
 
 from momawb import domains, plots, sweep, tables  # noqa: E402
 from momawb import generate  # noqa: E402  (the dataset generators)
@@ -63,7 +63,7 @@ nb.estimate_wall_time(jobs)
 # ## The payoff matrix
 
 # %%
-display(HTML(plots.payoff_html(domain.info["actions"], lambda a: float(team_reward(np.array(a))))))
+display(tables.payoff_table(domain.info["actions"], lambda a: float(team_reward(np.array(a)))))
 
 # %% [markdown]
 # ## The datasets (Table 1)

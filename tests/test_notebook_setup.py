@@ -51,6 +51,7 @@ def test_f_file_sections_are_used(outputs):
     ns = papermill_ns(GAME, my)
     nb = notebook.setup("coordination_game", ns, quiet=True)
     assert nb.overrides["iql"] == {"hidden": (8,), "steps": 7, "eval_every": 0}
+    assert nb.changes == {"iql": {"hidden": ((32, 32), (8,)), "steps": (300, 7), "eval_every": (100, 0)}}
     job = sweep.grid(["iql"], ["neutral"], [0], notebook="coordination_game", preset=nb.preset,
                      overrides=nb.overrides)[0]
     c = method_config("iql", job.notebook, job.preset, job.section_overrides("iql"))

@@ -86,7 +86,7 @@ def test_f_file_sections_are_trained_with(tmp_path, outputs, capsys):
     assert re.search(r"\| neutral \| -?[\d.]+ ± 0.00 · IQM -?[\d.]+ · paper 1.00 ± 0.00( \*)? \|", summary)  # Table 3
     res = nbformat.read(out, 4)
     text = "".join(o.get("text", "") for o in _outputs(res))
-    assert "papermill sections on top of the preset: iql ['eval_every', 'hidden', 'steps']" in text
+    assert "papermill's sections change the preset: iql eval_every 100 -> 0, hidden 32,32 -> 8, steps 300 -> 7" in text
     assert "display: static figures, text progress bars" in text and "estimated wall time" in text
     rows = json.loads((outputs / "coordination_game" / "ci" / "results.json").read_text())["rows"]
     assert len(rows) == 1 and rows[0]["method"] == "iql"
