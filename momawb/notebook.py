@@ -345,15 +345,18 @@ def setup(notebook: str, ns: dict, *, quiet: bool = False) -> Setup:
 
 
 def _device(sections: Mapping[str, Mapping]) -> str:
-    """'cuda (<name>)' or 'cpu (<n> cores)'; a section asking for CUDA where there is none fails."""
+    """The device runs take (`momawb.runs.pick_device`: CUDA when available), with its name; a
+    section asking for CUDA where there is none fails here rather than in a worker."""
     import torch
+    from momawb.runs import pick_device
     asked = {s: v["device"] for s, v in sections.items() if str(v.get("device", "auto")).startswith("cuda")}
     if asked and not torch.cuda.is_available():
         raise ConfigError(f"device {asked} asked for in the preset/papermill sections, but CUDA is not "
                           "available here; use device: auto or cpu")
-    if torch.cuda.is_available():
-        return f"cuda ({torch.cuda.get_device_name(0)}, {torch.cuda.device_count()} GPU(s))"
-    return f"cpu ({os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads)"
+    dev = pick_device()
+    if dev.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(dev)}, {torch.cuda.device_count()} GPU(s))"
+    return f"{dev.type} ({os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads)"
 
 
 def _summary(nb: Setup) -> list[str]:
