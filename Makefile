@@ -12,12 +12,13 @@ export JUPYTER_DATA_DIR := $(JHOME)/data
 export JUPYTER_RUNTIME_DIR := $(JHOME)/runtime
 export IPYTHONDIR := $(JHOME)/ipython
 
-.PHONY: setup test test-fast test-gpu run reacher bench clean refs
+.PHONY: setup test test-fast test-gpu run reacher lab bench clean refs
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt
+	mkdir -p $(JUPYTER_CONFIG_DIR) $(JUPYTER_DATA_DIR) $(JUPYTER_RUNTIME_DIR) $(IPYTHONDIR)
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
@@ -35,14 +36,23 @@ test-gpu: setup
 	mkdir -p $(JHOME)
 	MOMAWB_TEST_DEVICE=cuda $(BIN)/python -m pytest -m "not browser" -rs
 
+# the Coordination Game notebook (Table 3) under papermill: its cells' output streams to the
+# console (estimate, progress bars, tables) and a summary ends the run (momawb/execute.py)
 run: setup
 	mkdir -p outputs $(JHOME)
-	$(BIN)/papermill notebooks/coordination_game.ipynb outputs/coordination_game.ipynb -k python3
+	$(BIN)/python -m momawb.execute coordination_game outputs/coordination_game.ipynb
 
 # Table 4a and the convention analysis at the cpu preset (about 2 h 15 min on 2 cores from scratch; finished runs are cached)
 reacher: setup
 	mkdir -p outputs $(JHOME)
-	$(BIN)/papermill notebooks/reacher.ipynb outputs/reacher-cpu.ipynb -k python3 -p preset cpu
+	$(BIN)/python -m momawb.execute reacher outputs/reacher-cpu.ipynb -p preset cpu
+
+# JupyterLab on the notebooks and the executed copies under outputs/ (trusted, so any widgets
+# saved in them show as widgets)
+lab: setup
+	mkdir -p outputs $(JHOME)
+	for nb in outputs/*.ipynb; do [ -e "$$nb" ] && $(BIN)/jupyter trust "$$nb"; done; true
+	$(BIN)/jupyter lab --notebook-dir=$(CURDIR)
 
 bench: setup
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done

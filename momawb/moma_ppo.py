@@ -92,7 +92,7 @@ class MomaPPOConfig(Config):
     lambda_r: float = param(0.05, "lambda_r, weight of eps_r (paper: not given; released code 0.05)", ge=0)
     lambda_g: float = param(0.1, "lambda_g, weight of eps_g (paper: not given; released code 0.1)", ge=0)
     l_eps: float = param(2.0, "l_eps: a rollout times out when eps_g >= l_eps; penalties are clamped to "
-                         "it; 'inf' = no adaptive rollouts (released code default 2)", gt=0)
+                         "it; 'inf' = no adaptive rollouts (released code default 2)", gt=0, allow_inf=True)
     penalty: str = param("epistemic", "'epistemic' (MOMA-PPO) or 'aleatoric' (MOPO, ablation)",
                          choices=("epistemic", "aleatoric"))
     aleatoric_coef: float = param(1.0, "MOPO penalty coefficient (ablation: 1 or 5)", ge=0)

@@ -1,25 +1,77 @@
 """Plotly figures and widgets for the notebooks.
 
-Live plots follow ``shared/reference/notebook-tooling.md`` section 2.4: a ``go.FigureWidget``
-updates live in JupyterLab, but its saved state is stale in an executed file, so every live
-plot also has `static()` to show the final figure as a plain ``go.Figure`` (which papermill
-stores and nbviewer-like tools render).
+Where each kind of output shows (measured: ``shared/reference/notebook-tooling.md`` section 2.4):
+
+* ``fig.show()`` after `use_notebook_renderers` stores plotly's JSON (JupyterLab and VS Code
+  draw it, trusted or not) *and* an HTML copy that loads plotly.js from its CDN (nbconvert
+  ``--to html`` and nbviewer draw that one); no copy of plotly.js goes into the notebook.
+* A ``go.FigureWidget`` updates live in JupyterLab, but an executed file keeps only its stale
+  initial state plus a 5 MB copy of plotly.js, so `LiveCurves` makes one only when ``live``
+  (JupyterLab) and `LiveCurves.close` removes it once the static `learning_curves` figure can
+  be shown. Under papermill, nbconvert or nbval the notebooks run with ``live`` False.
+
+Learning curves (`learning_curves`): one panel per method, each on its own step axis (MOMA-PPO
+counts learning iterations of rollouts + a MAPPO update, the baselines gradient steps, so one
+shared axis would squash one of them), one colour per method, one line style per dataset or
+observation setting, and optional TensorBoard-style smoothing (the paper uses 0.8).
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 
-__all__ = ["LiveCurves", "mean_curves", "convention_figure", "convention_fractions", "calibration_figure", "payoff_html",
-           "dataset_explorer", "table_html"]
+__all__ = ["LiveCurves", "learning_curves", "smooth", "method_colors", "convention_figure", "convention_fractions",
+           "calibration_figure", "dataset_explorer", "use_notebook_renderers",
+           "STEP_UNITS"]
 
 #: Reacher episode labels (`momawb.conventions`) and their colours
 CONVENTION_COLORS = {"ccw": "#1f77b4", "cw": "#ff7f0e", "straight": "#bbbbbb", "miscoordinated": "#d62728"}
 
-PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+           "#7f7f7f"]
+#: one line style per dataset / observation setting
+DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
+#: what one learning step of a method is (the x axis of its panel); default: gradient steps
+STEP_UNITS = {"moma_ppo": "learning iterations (rollouts + MAPPO update)", "world_model": "gradient steps"}
+#: the order methods appear in (the paper's column order)
+METHOD_ORDER = ["iql", "maiql", "maiql_ft", "matd3bc", "ibc", "itd3bc", "icql", "iomar", "moma_ppo"]
+
+
+def use_notebook_renderers() -> None:
+    """``fig.show()`` emits plotly's JSON and an HTML copy (plotly.js from its CDN, no MathJax)."""
+    import plotly.io as pio
+    from plotly.io.base_renderers import MimetypeRenderer
+
+    class HtmlCopy(MimetypeRenderer):
+        def to_mimebundle(self, fig_dict):
+            return {"text/html": pio.to_html(fig_dict, include_plotlyjs="cdn", include_mathjax=False,
+                                             full_html=False, default_width="100%", validate=False)}
+
+    pio.renderers["momawb_html"] = HtmlCopy()
+    pio.renderers.default = "plotly_mimetype+momawb_html"
+
+
+def method_colors(methods: Iterable[str]) -> dict[str, str]:
+    """One colour per method, fixed by the paper's method order (same colour in every figure)."""
+    order = METHOD_ORDER + sorted(set(methods) - set(METHOD_ORDER))
+    return {m: PALETTE[order.index(m) % len(PALETTE)] for m in methods}
+
+
+def smooth(y: Sequence[float], weight: float) -> np.ndarray:
+    """TensorBoard's exponential moving average with bias correction: s_t = w s_{t-1} + (1-w) y_t,
+    divided by 1 - w^t (the paper's curves use w = 0.8; 0 = raw)."""
+    y = np.asarray(y, np.float64)
+    if weight <= 0 or len(y) == 0:
+        return y
+    out, last = np.empty_like(y), 0.0
+    for t, v in enumerate(y):
+        last = weight * last + (1 - weight) * v
+        out[t] = last / (1 - weight ** (t + 1))
+    return out
 
 
 def _figure(live: bool) -> go.Figure:
@@ -31,50 +83,118 @@ def _figure(live: bool) -> go.Figure:
     return go.Figure()
 
 
+def _panels(methods: Sequence[str], display: Mapping[str, str], title: str, cols: int = 4) -> go.Figure:
+    from plotly.subplots import make_subplots
+    n = max(1, len(methods))
+    cols = min(cols, n)
+    rows = math.ceil(n / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[display.get(m, m) for m in methods],
+                        horizontal_spacing=0.06, vertical_spacing=0.16 if rows > 1 else 0.1, shared_yaxes=True)
+    for i, m in enumerate(methods):
+        fig.update_xaxes(title_text=STEP_UNITS.get(m, "gradient steps"), title_font_size=11,
+                         row=i // cols + 1, col=i % cols + 1)
+    for r in range(rows):
+        fig.update_yaxes(title_text="normalised score", row=r + 1, col=1)
+    fig.update_layout(title=title, height=150 + 260 * rows, margin=dict(l=60, r=20, t=80, b=50),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.04, xanchor="right", x=1))
+    return fig
+
+
+def _cell(i: int, cols: int) -> dict:
+    return {"row": i // cols + 1, "col": i % cols + 1}
+
+
 class LiveCurves:
-    """Learning curves that grow as runs finish: one trace per (group, run)."""
+    """Learning curves that appear as runs finish, in JupyterLab: a FigureWidget with one panel
+    per method and one thin line per run (colour = method, line style = task). With ``live``
+    False it draws nothing (the static `learning_curves` figure follows the training cell)."""
 
-    def __init__(self, title: str, live: bool = True, x_title: str = "learning step",
-                 y_title: str = "normalised score"):
-        self.fig = _figure(live)
-        self.fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=380,
-                               margin=dict(l=50, r=20, t=50, b=40), legend_title="method")
-        self._colors: dict[str, str] = {}
-        self._shown: set[str] = set()
+    def __init__(self, methods: Sequence[str], tasks: Sequence[str], display: Mapping[str, str] | None = None,
+                 live: bool = True, task_key: str = "task", title: str = "learning curves as runs finish"):
+        self.methods, self.tasks, self.task_key = list(methods), [str(t) for t in tasks], task_key
+        self.display, self.live = dict(display or {}), live
+        self.colors = method_colors(self.methods)
+        self.fig = None
+        if live:
+            try:
+                self.fig = go.FigureWidget(_panels(self.methods, self.display, title, self._cols))
+            except ImportError:  # anywidget missing: no live plot, the static figure still follows
+                self.fig = None
 
-    def add(self, group: str, xs: Sequence[float], ys: Sequence[float], label: str = "") -> None:
-        color = self._colors.setdefault(group, PALETTE[len(self._colors) % len(PALETTE)])
-        first = group not in self._shown
-        self._shown.add(group)
-        self.fig.add_trace(go.Scatter(x=list(xs), y=list(ys), mode="lines", name=group, legendgroup=group,
-                                      showlegend=first, line=dict(color=color, width=1.2), opacity=0.6,
-                                      hovertext=label))
+    @property
+    def _cols(self) -> int:
+        return min(4, len(self.methods) or 1)
 
-    def static(self) -> go.Figure:
-        return go.Figure(self.fig.to_dict())
+    def show(self) -> None:
+        """Display the live figure (nothing when not live)."""
+        if self.fig is not None:
+            from IPython.display import display
+            display(self.fig)
+
+    def add(self, row: Mapping) -> None:
+        """Draw ``row``'s curve (a finished run's result row)."""
+        if self.fig is None or not row.get("curve") or row["method"] not in self.methods:
+            return
+        xs, ys = zip(*row["curve"])
+        task = str(row[self.task_key])
+        dash = DASHES[self.tasks.index(task) % len(DASHES)] if task in self.tasks else "solid"
+        self.fig.add_trace(go.Scatter(x=list(xs), y=list(ys), mode="lines", name=task, legendgroup=task,
+                                      showlegend=False, opacity=0.7, hovertext=f"{task}, seed {row.get('seed')}",
+                                      line=dict(color=self.colors[row["method"]], dash=dash, width=1.2)),
+                           **_cell(self.methods.index(row["method"]), self._cols))
+
+    def close(self) -> None:
+        """Remove the live widget (its saved state would be stale); show `learning_curves` next."""
+        if self.fig is not None and hasattr(self.fig, "close"):
+            self.fig.close()
 
 
-def mean_curves(rows: Iterable[Mapping], group_by: Sequence[str] = ("method", "dataset"),
-                title: str = "learning curves (mean over seeds)", display: Mapping[str, str] | None = None) -> go.Figure:
-    """Mean +- s.e. curve per group from result rows with a ``curve`` [(step, score), ...]."""
-    display = display or {}
+def learning_curves(rows: Iterable[Mapping], methods: Sequence[str] | None = None, task_key: str = "task",
+                    display: Mapping[str, str] | None = None, smoothing: float = 0.0, tasks: Sequence[str] | None = None,
+                    title: str = "") -> go.Figure:
+    """Greedy-evaluation score during training: one panel per method on its own step axis, the
+    mean over seeds per task (line style) with a +-1 s.e. band and each seed as a faint line.
+
+    ``rows`` are result rows with ``curve`` [(step, score), ...]; ``smoothing`` is the weight of
+    `smooth` applied to every seed's curve before averaging (the paper: 0.8)."""
+    rows = [r for r in rows if r.get("curve")]
+    display = dict(display or {})
+    present = {r["method"] for r in rows}
+    methods = [m for m in (methods or METHOD_ORDER + sorted(present - set(METHOD_ORDER))) if m in present]
+    tasks = [str(t) for t in (tasks or sorted({str(r[task_key]) for r in rows}))]
+    colors = method_colors(methods)
+    cols = min(4, len(methods) or 1)
+    sm = f", smoothed (EMA {smoothing:g})" if smoothing > 0 else ""
+    fig = _panels(methods, display, title or f"learning curves: mean over seeds ± s.e., seeds faint{sm}", cols)
     groups: dict = defaultdict(list)
     for r in rows:
-        if r.get("curve"):
-            groups[" / ".join(display.get(str(r[k]), str(r[k])) for k in group_by)].append(np.asarray(r["curve"], float))
-    fig = go.Figure()
-    for i, (name, curves) in enumerate(sorted(groups.items())):
-        n = min(len(c) for c in curves)
-        arr = np.stack([c[:n] for c in curves])
-        x, y = arr[0, :, 0], arr[:, :, 1]
-        m = y.mean(0)
-        se = y.std(0, ddof=1) / np.sqrt(len(y)) if len(y) > 1 else np.zeros_like(m)
-        color = PALETTE[i % len(PALETTE)]
-        fig.add_trace(go.Scatter(x=np.r_[x, x[::-1]], y=np.r_[m + se, (m - se)[::-1]], fill="toself",
-                                 fillcolor=color, opacity=0.15, line=dict(width=0), showlegend=False,
-                                 hoverinfo="skip"))
-        fig.add_trace(go.Scatter(x=x, y=m, name=name, line=dict(color=color)))
-    fig.update_layout(title=title, xaxis_title="learning step", yaxis_title="normalised score", height=420)
+        groups[(r["method"], str(r[task_key]))].append(np.asarray(r["curve"], np.float64))
+    for i, m in enumerate(methods):
+        for t in tasks:
+            curves = groups.get((m, t))
+            if not curves:
+                continue
+            n = min(len(c) for c in curves)
+            x = curves[0][:n, 0]
+            y = np.stack([smooth(c[:n, 1], smoothing) for c in curves])
+            mean = y.mean(0)
+            se = y.std(0, ddof=1) / np.sqrt(len(y)) if len(y) > 1 else np.zeros_like(mean)
+            dash = DASHES[tasks.index(t) % len(DASHES)]
+            where = _cell(i, cols)
+            for k, ys in enumerate(y):
+                fig.add_trace(go.Scatter(x=x, y=ys, mode="lines", legendgroup=t, showlegend=False, hoverinfo="skip",
+                                         line=dict(color=colors[m], dash=dash, width=0.7), opacity=0.25), **where)
+            if len(y) > 1:
+                fig.add_trace(go.Scatter(x=np.r_[x, x[::-1]], y=np.r_[mean + se, (mean - se)[::-1]], fill="toself",
+                                         fillcolor=colors[m], opacity=0.15, line=dict(width=0), legendgroup=t,
+                                         showlegend=False, hoverinfo="skip"), **where)
+            fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers", marker=dict(size=4), legendgroup=t,
+                                     showlegend=False, name=f"{display.get(m, m)} / {t}",
+                                     line=dict(color=colors[m], dash=dash, width=2)), **where)
+    for k, t in enumerate(tasks):  # the legend: one entry per task (line style), toggling every panel
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=t, legendgroup=t,
+                                 line=dict(color="#444", dash=DASHES[k % len(DASHES)], width=2)), row=1, col=1)
+    fig.update_layout(legend_title_text=task_key)
     return fig
 
 
@@ -146,33 +266,33 @@ def calibration_figure(cal: Mapping, title: str = "") -> go.Figure:
     return fig
 
 
-def payoff_html(actions: Sequence[str], reward: Callable[[Sequence[int]], float]) -> str:
-    """The two-agent payoff matrix as an HTML table."""
-    head = "".join(f"<th>agent 2: {a}</th>" for a in actions)
-    body = "".join(f"<tr><th>agent 1: {a}</th>" + "".join(f"<td style='text-align:center'>{reward((i, j)):g}</td>"
-                                                          for j in range(len(actions))) + "</tr>"
-                   for i, a in enumerate(actions))
-    return f"<table><thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def table_html(rows: list[list[str]], caption: str = "") -> str:
-    from momawb.tables import to_html
-    return (f"<p><b>{caption}</b></p>" if caption else "") + to_html(rows)
-
-
 def dataset_explorer(sample: Callable[[tuple[float, ...]], tuple[np.ndarray, float, float]], n_agents: int = 2,
-                     initial: Sequence[float] = (0.5, 0.5)):
+                     initial: Sequence[float] = (0.5, 0.5), live: bool = True):
     """Sliders for P(agent i plays right) -> the dataset's action histogram and score.
 
     ``sample(p_right)`` returns (joint-action counts over 2**n_agents, measured score,
-    expected score). Returns the widget (an ``ipywidgets.VBox``).
+    expected score). Returns the widget (an ``ipywidgets.VBox``) when ``live``, else the
+    static figure at ``initial`` (what an executed file can show).
     """
+    names = ["-".join("R" if (k >> (n_agents - 1 - i)) & 1 else "L" for i in range(n_agents))
+             for k in range(2 ** n_agents)]
+
+    def describe(p, measured, expected) -> str:
+        ps = ", ".join(f"{x:.2f}" for x in p)
+        return (f"P(right) = ({ps}): dataset score {measured:.3f} (expected {expected:.3f}: "
+                "P(all agents pick the same action))")
+
+    if not live:
+        counts, measured, expected = sample(tuple(float(x) for x in initial))
+        fig = go.Figure(go.Bar(x=names, y=list(counts), marker_color=PALETTE[0]))
+        fig.update_layout(title=f"joint actions in the dataset, {describe(initial, measured, expected)}<br>"
+                                "<sup>sliders for the probabilities when the notebook runs in JupyterLab</sup>",
+                          yaxis_title="transitions", height=340, margin=dict(l=50, r=20, t=70, b=30))
+        return fig
     import ipywidgets as W
     sliders = [W.FloatSlider(value=float(initial[i]), min=0.0, max=1.0, step=0.05,
                              description=f"P(agent {i + 1} right)", style={"description_width": "initial"},
                              continuous_update=False) for i in range(n_agents)]
-    names = ["-".join("R" if (k >> (n_agents - 1 - i)) & 1 else "L" for i in range(n_agents))
-             for k in range(2 ** n_agents)]
     fig = _figure(True)
     fig.add_trace(go.Bar(x=names, y=[0] * len(names), marker_color=PALETTE[0]))
     fig.update_layout(title="joint actions in the dataset", yaxis_title="transitions", height=300,
@@ -180,10 +300,10 @@ def dataset_explorer(sample: Callable[[tuple[float, ...]], tuple[np.ndarray, flo
     score = W.HTML()
 
     def refresh(_=None) -> None:
-        counts, measured, expected = sample(tuple(s.value for s in sliders))
+        p = tuple(s.value for s in sliders)
+        counts, measured, expected = sample(p)
         fig.data[0].y = list(counts)
-        score.value = (f"<b>dataset score</b> {measured:.3f} (expected {expected:.3f}: "
-                       "P(all agents pick the same action))")
+        score.value = f"<b>{describe(p, measured, expected)}</b>"
 
     for s in sliders:
         s.observe(refresh, names="value")

@@ -69,38 +69,57 @@ def episode_of(team, domain, episodes: int = 20, seed: int = 10_101) -> dict:
 
 def team_viewer(rows: Sequence[Mapping], load_team: Callable[[Mapping], object],
                 make_domain: Callable[[Mapping], object], display: Mapping[str, str] | None = None,
-                episodes: int = 20, size: int = 160):
+                episodes: int = 20, size: int = 320, live: bool = True):
     """Widget: pick a trained team (method, setting, seed) and one of its greedy evaluation
     episodes; shows the animation, a frame strip and the episode's convention label.
 
     ``load_team(row)`` rebuilds a row's team from its checkpoint; ``make_domain(row)`` gives
-    the row's domain (its observation setting).
+    the row's domain (its observation setting). Frames are rendered at ``size`` pixels and
+    shown at that size (never stretched). With ``live`` False (an executed file: no kernel
+    behind the widget) it returns the first team's first episode as a plain HTML output.
     """
-    import ipywidgets as W
     display = display or {}
     keyed = {f"{display.get(r['method'], r['method'])} | {r.get('task', '')} | seed {r['seed']}": r for r in rows}
+    cache: dict[str, dict] = {}
+
+    def view(key: str, e: int) -> tuple[bytes, bytes, str]:
+        if key not in cache:
+            row = keyed[key]
+            cache[key] = episode_of(load_team(row), make_domain(row), episodes=episodes)
+        out = cache[key]
+        states, label = out["states"][e], out["labels"][e]
+        frames = reacher_frames(states, every=2, size=size)
+        idx = np.linspace(0, len(frames) - 1, 6).astype(int)
+        small = reacher_frames(states[::2][idx], size=size // 2)
+        counts = {k: sum(lb["name"] == k for lb in out["labels"]) for k in ("ccw", "cw", "miscoordinated")}
+        info = (f"<b>{key}, episode {e}</b>: {label['name']}, return {out['returns'][e]:.2f}, "
+                f"torques fighting on {label['fight_fraction']:.0%} of steps. "
+                f"<b>Team over {episodes} episodes</b>: {counts}")
+        return gif(frames), strip_png(small, [f"t={2 * i}" for i in idx]), info
+
+    if not keyed:
+        return None
+    if not live:
+        import base64
+        from IPython.display import HTML
+        first = sorted(keyed)[0]
+        anim, strip, info = view(first, 0)
+        b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
+        return HTML(f"<p>{info}<br><small>(in JupyterLab a widget picks any team and episode)</small></p>"
+                    f"<img src='data:image/gif;base64,{b64(anim)}' width='{size}' height='{size}'><br>"
+                    f"<img src='data:image/png;base64,{b64(strip)}'>")
+    import ipywidgets as W
     pick = W.Dropdown(options=sorted(keyed), description="team", layout=W.Layout(width="420px"))
     ep = W.IntSlider(value=0, min=0, max=episodes - 1, description="episode", continuous_update=False)
-    anim, strip, info = W.Image(format="gif"), W.Image(format="png"), W.HTML()
-    cache: dict[str, dict] = {}
+    anim = W.Image(format="gif", width=str(size), height=str(size), layout=W.Layout(width=f"{size}px",
+                                                                                  height=f"{size}px"))
+    strip, info = W.Image(format="png", layout=W.Layout(width="auto")), W.HTML()
 
     def refresh(_=None) -> None:
         if pick.value is None:
             return
-        if pick.value not in cache:
-            info.value = "rolling out the team..."
-            row = keyed[pick.value]
-            cache[pick.value] = episode_of(load_team(row), make_domain(row), episodes=episodes)
-        out = cache[pick.value]
-        states, label = out["states"][ep.value], out["labels"][ep.value]
-        frames = reacher_frames(states, every=2, size=size)
-        anim.value = gif(frames)
-        idx = np.linspace(0, len(frames) - 1, 6).astype(int)
-        strip.value = strip_png([frames[i] for i in idx], [f"t={2 * i}" for i in idx])
-        counts = {k: sum(lb["name"] == k for lb in out["labels"]) for k in ("ccw", "cw", "miscoordinated")}
-        info.value = (f"<b>episode {ep.value}</b>: {label['name']}, return {out['returns'][ep.value]:.2f}, "
-                      f"torques fighting on {label['fight_fraction']:.0%} of steps. "
-                      f"<b>Team over {episodes} episodes</b>: {counts}")
+        info.value = "rolling out the team..."
+        anim.value, strip.value, info.value = view(pick.value, ep.value)
 
     pick.observe(refresh, "value")
     ep.observe(refresh, "value")

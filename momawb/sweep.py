@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -24,7 +25,7 @@ from typing import Any, Callable, Iterable, Sequence
 from tqdm.auto import tqdm
 
 __all__ = ["Job", "grid", "observation_grid", "run_job", "trained_team", "fit_world_model_job", "sweep",
-           "write_results", "read_results", "CENTRALIZED"]
+           "write_results", "read_results", "run_key", "CENTRALIZED"]
 
 #: methods that act on the global state (centralized execution): run only under full observability
 CENTRALIZED = ("iql",)
@@ -280,18 +281,55 @@ def _ray_phase(fn, jobs: Sequence[Job], address: str | None, done: Callable[[int
             done(refs[r], ray.get(r))
 
 
+def run_key(row: dict) -> str:
+    """A result row's identity: its run folder below ``runs/`` (domain-task / dataset tag /
+    method-hash(config, seed)), the same wherever the outputs root lives."""
+    rd = str(row.get("run_dir", ""))
+    return rd.split("/runs/", 1)[-1] if rd else json.dumps([row.get(k) for k in ("method", "dataset", "task", "seed")])
+
+
 def write_results(path: str | Path, rows: Sequence[dict], **meta: Any) -> Path:
-    """``results.json``: every row (method, dataset, task, seed, score, curve, config, wall time)
-    plus library versions and ``meta``; tables are built from this file."""
-    import json
+    """Merge ``rows`` into ``results.json`` by run (`run_key`): a row of the same run replaces
+    the stored one, rows of other finished runs are kept, so a subset run (one method, one
+    seed) never loses what earlier runs produced. Each row: method, dataset, task, seed, score,
+    curve, config, wall time. The file also holds library versions and ``meta``; writes are
+    atomic and serialised by a lock file beside it (two notebooks may finish at once)."""
+    import fcntl
     from momawb.datasets import library_versions
     from momawb.runs import atomic_write_bytes
-    blob = {"rows": list(rows), "versions": library_versions(), **meta}
     path = Path(path)
-    atomic_write_bytes(path, json.dumps(blob, indent=1, default=str).encode())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = []
+        if path.exists():
+            try:
+                old = read_results(path)["rows"]
+            except ValueError as e:  # keep the unreadable file for inspection, never overwrite it
+                keep = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+                path.rename(keep)
+                warnings.warn(f"{e}; moved to {keep}, writing a new {path.name}")
+        merged = {run_key(r): r for r in old}
+        merged.update({run_key(r): dict(r) for r in rows})
+        blob = {"rows": list(merged.values()), "versions": library_versions(), **meta,
+                "written": time.strftime("%Y-%m-%dT%H:%M:%S"), "last_grid": [run_key(r) for r in rows]}
+        atomic_write_bytes(path, json.dumps(blob, indent=1, default=str).encode())
     return path
 
 
-def read_results(path: str | Path) -> dict:
-    import json
-    return json.loads(Path(path).read_text())
+def read_results(path: str | Path, rows_of: Sequence[dict] | None = None) -> dict:
+    """The blob of ``results.json``; with ``rows_of`` (rows or jobs' rows), only those runs.
+
+    Raises ValueError naming the file when it is not a results file (torn or foreign)."""
+    path = Path(path)
+    try:
+        blob = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); move it away, the next run writes a new one "
+                         "from the finished runs") from e
+    if not isinstance(blob, dict) or not isinstance(blob.get("rows"), list):
+        raise ValueError(f"{path} is not a momawb results file (no 'rows' list)")
+    if rows_of is not None:
+        keys = {run_key(r) for r in rows_of}
+        blob = {**blob, "rows": [r for r in blob["rows"] if run_key(r) in keys]}
+    return blob

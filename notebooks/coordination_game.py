@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -22,42 +24,46 @@
 # different convention and never coordinate. This notebook builds the three datasets of
 # Table 1, then trains IQL, MAIQL, IBC and MOMA-PPO on them (Table 3).
 #
-# Run it headless with `papermill notebooks/coordination_game.ipynb out.ipynb -p preset cpu`
-# or `-f params/coordination_game/ci.yaml`.
+# Headless: `papermill notebooks/coordination_game.ipynb out.ipynb -p preset cpu`, or a file of
+# parameters and sections, `-f params/coordination_game/ci.yaml` (its sections are used). The
+# cell after the parameters checks every parameter and the preset first, then prints the
+# device and the grid's estimated wall time. Outputs go to `outputs/coordination_game/<preset>/`:
+# `results.json` (every finished run of this preset, merged by run) and `tables/` (CSV, markdown,
+# LaTeX).
 
 # %% tags=["parameters"]
-preset = "ci"  # ci (minutes, CI), cpu (this laptop), gpu (paper scale)
+preset = "ci"  # ci (minutes, CI), cpu (this laptop), gpu (paper scale), or your own params/ file
 datasets = ["favorable", "neutral", "unfavorable"]
 methods = ["iql", "maiql", "ibc", "moma_ppo"]
 seeds = 10  # the paper uses 10 seeds for the game
 backend = "local"  # serial, local (process pool) or ray
 ray_address = None  # an existing Ray cluster, or None for a local one
-live = True  # live learning curves (plotly FigureWidget)
+live = None  # None: live plots in JupyterLab, static figures under papermill/nbconvert
 eval_episodes = 100
 
 # %% tags=["nbval-ignore-output"]
-import numpy as np
-from IPython.display import HTML, display
+from momawb import notebook
 
-import momawb
-from momawb import config as cfg
-from momawb import domains, generate, plots, sweep, tables
-from momawb.domains.game import team_reward
-from momawb.runs import outputs_root
-from momawb.train import DISPLAY
+nb = notebook.setup("coordination_game", globals())  # checks the parameters above, prints preset and device
 
-params, preset_file = cfg.read_preset("coordination_game", preset)
-overrides = {k: v for k, v in params.items() if k in cfg.SECTIONS}
-out_dir = outputs_root() / "coordination_game" / preset
-out_dir.mkdir(parents=True, exist_ok=True)
+import numpy as np  # noqa: E402
+from IPython.display import display  # noqa: E402
+
+from momawb import domains, plots, sweep, tables  # noqa: E402
+from momawb import generate  # noqa: E402  (the dataset generators)
+from momawb.domains.game import team_reward  # noqa: E402
+from momawb.train import DISPLAY  # noqa: E402
+
 domain = domains.make("game")
-print(f"momawb {momawb.__version__}, preset {preset!r} from {preset_file.name}; outputs in {out_dir}")
+jobs = sweep.grid(methods, datasets, range(seeds), domain="game", notebook="coordination_game", preset=preset,
+                  overrides=nb.overrides, eval_episodes=eval_episodes, resample_data=True)
+nb.estimate_wall_time(jobs)
 
 # %% [markdown]
 # ## The payoff matrix
 
 # %%
-display(HTML(plots.payoff_html(domain.info["actions"], lambda a: float(team_reward(np.array(a))))))
+display(tables.payoff_table(domain.info["actions"], lambda a: float(team_reward(np.array(a)))))
 
 # %% [markdown]
 # ## The datasets (Table 1)
@@ -69,18 +75,22 @@ display(HTML(plots.payoff_html(domain.info["actions"], lambda a: float(team_rewa
 # noise: which convention a finite random dataset happens to favour.
 
 # %% tags=["nbval-check-output"]
-gen_overrides = {k: v for k, v in overrides.get("generator", {}).items() if k != "seed"}
+gen_overrides = {k: v for k, v in nb.sections.get("generator", {}).items() if k != "seed"}
 data = {name: [generate.game_dataset(generate.game_dataset_config(name, seed=s, **gen_overrides))
                for s in range(seeds)] for name in datasets}
-table1 = [["dataset", "P(a1 = right)", "P(a2 = right)", f"score (ours, {seeds} datasets)", "score (paper)"]]
+rows1 = []
 for name, dss in data.items():
     p1, p2, paper = tables.TABLE1[name]
     mean, se = tables.mean_se([ds.normalized_scores(domain).mean() for ds in dss])
-    table1.append([name, f"{p1:.2f}", f"{p2:.2f}", f"{mean:.3f} ± {se:.3f}", f"{paper:.3f}"])
-print(tables.to_markdown(table1))
+    rows1.append([name, f"{p1:.2f}", f"{p2:.2f}", f"{mean:.3f} ± {se:.3f}", f"{paper:.3f}"])
+table1 = tables.Table(["dataset", "P(a1 = right)", "P(a2 = right)", f"score (ours, {seeds} datasets)",
+                       "score (paper)"], rows1, "Table 1: the game datasets (mean ± s.e. over the per-seed datasets)")
+display(table1)
+nb.save_table(table1, "table1")
 
 # %% [markdown]
-# Try other probabilities: the histogram shows the joint actions a dataset of that kind holds.
+# Try other probabilities: the histogram shows the joint actions a dataset of that kind holds
+# (sliders in JupyterLab; an executed file shows the starting point).
 
 # %% tags=["nbval-ignore-output"]
 def sample(p_right):
@@ -89,46 +99,41 @@ def sample(p_right):
     return np.bincount(codes, minlength=4), float(ds.normalized_scores(domain).mean()), generate.expected_game_score(p_right)
 
 
-plots.dataset_explorer(sample, n_agents=2, initial=(0.25, 0.75))
+plots.dataset_explorer(sample, n_agents=2, initial=(0.25, 0.75), live=nb.live)
 
 # %% [markdown]
 # ## Training (Table 3)
 #
 # Every (method, dataset, seed) is one job of `momawb.sweep`; finished jobs are skipped and
 # unfinished ones resume from their checkpoints when this cell runs again. MOMA-PPO first fits
-# one world model per dataset. The plot grows as runs finish.
+# one world model per dataset. In JupyterLab the curves appear as runs finish.
 
 # %% tags=["nbval-ignore-output"]
-curves = plots.LiveCurves("learning curves (one line per seed)", live=live)
-if live:
-    display(curves.fig)
-
-
-def on_result(row):
-    if row["curve"]:
-        xs, ys = zip(*row["curve"])
-        curves.add(f"{DISPLAY[row['method']]} / {row['dataset']}", xs, ys, label=f"seed {row['seed']}")
-
-
-jobs = sweep.grid(methods, datasets, range(seeds), domain="game", notebook="coordination_game",
-                  preset=preset, eval_episodes=eval_episodes, resample_data=True)
-rows = sweep.sweep(jobs, backend=backend, address=ray_address, on_result=on_result)
-results_path = sweep.write_results(out_dir / "results.json", rows, notebook="coordination_game", preset=preset)
-print(f"{len(rows)} runs; results in {results_path}")
-
-# %% tags=["nbval-ignore-output"]
-plots.mean_curves(rows, display=DISPLAY).show()
+curves = plots.LiveCurves(methods, datasets, DISPLAY, live=nb.live, task_key="dataset")
+curves.show()
+rows = nb.run(jobs, on_result=curves.add)  # momawb.sweep.sweep; merges results.json
+curves.close()
 
 # %% [markdown]
-# ## Table 3: ours beside the paper's (normalised score, mean ± s.e. over seeds)
+# Learning curves: one panel per method on its own step axis (MOMA-PPO counts learning
+# iterations, the baselines gradient steps), one line style per dataset; smoothed as in the
+# paper (0.8; `smoothing=0` shows the raw evaluations).
+
+# %% tags=["nbval-ignore-output"]
+plots.learning_curves(rows, methods, task_key="dataset", display=DISPLAY, smoothing=0.8, tasks=datasets).show()
+
+# %% [markdown]
+# ## Table 3: ours beside the paper's
+#
+# Normalised score over seeds: mean ± s.e. as in the paper, and the interquartile mean with a
+# 95 % bootstrap interval (stratified over datasets in the last row; Agarwal et al. 2021).
 
 # %% tags=["nbval-check-output"]
-measured = tables.aggregate([{**r, "task": r["dataset"]} for r in rows])
-rows3 = tables.side_by_side(measured, tables.TABLE3, DISPLAY)
-print(tables.to_markdown(rows3))
-agree = {(t, m): tables.within(measured[t][m], tables.TABLE3[t][m], k=2.0, floor=0.05)
-         for t in measured for m in measured[t] if m in tables.TABLE3.get(t, {})}
-print(f"cells within two combined standard errors of the paper: {sum(agree.values())}/{len(agree)}")
+table3 = tables.ResultTable.from_rows(rows, tables.TABLE3, "Table 3", DISPLAY, task_key="dataset",
+                                      task_label="dataset", methods=methods)
+display(table3)
+print(table3.agreement())
+nb.save_table(table3, "table3")
 
 # %% [markdown]
 # ## Which convention did each team pick?

@@ -28,39 +28,39 @@
 # team, how often it bends each way or mis-coordinates.
 #
 # `papermill notebooks/reacher.ipynb out.ipynb -p preset cpu -p observation independent`, or
-# `-f params/reacher/cpu.yaml`.
+# `-f params/reacher/cpu.yaml` (the file's sections are used). The cell after the parameters
+# checks every parameter and the preset first, then prints the device and the grid's estimated
+# wall time. Outputs go to `outputs/reacher/<preset>/`: `results.json` (every finished run of
+# this preset, merged by run) and `tables/` (CSV, markdown, LaTeX).
 
 # %% tags=["parameters"]
-preset = "ci"  # ci (minutes, CI), cpu (about 2 h 15 min on 2 cores), gpu (paper scale)
+preset = "ci"  # ci (minutes, CI), cpu (about 2 h 15 min on 2 cores), gpu (paper scale), or your own
 observation = ["fo", "independent", "leader"]  # observation settings (one name or a list)
 methods = ["iql", "maiql", "matd3bc", "ibc", "itd3bc", "icql", "iomar", "moma_ppo"]
 seeds = None  # None: the preset's (ci 1; cpu and gpu 3, as the paper)
 po_memory = None  # attention memory under partial observability; None: the preset's (gpu: on)
 backend = "local"  # serial, local (process pool) or ray
 ray_address = None  # an existing Ray cluster, or None for a local one
-live = True  # live learning curves (plotly FigureWidget)
+live = None  # None: live plots and widgets in JupyterLab, static figures under papermill/nbconvert
 eval_episodes = 100
 
 # %% tags=["nbval-ignore-output"]
-import numpy as np
-from IPython.display import HTML, Image, display
+from momawb import notebook
 
-import momawb
-from momawb import config as cfg
-from momawb import conventions, domains, generate_reacher, plots, render, sweep, tables
-from momawb.domains import reacher
-from momawb.runs import outputs_root
-from momawb.train import DISPLAY
+nb = notebook.setup("reacher", globals())  # checks the parameters above, prints preset and device
 
-params, preset_file = cfg.read_preset("reacher", preset)
-overrides = {k: v for k, v in params.items() if k in cfg.SECTIONS}
-observations = [observation] if isinstance(observation, str) else list(observation)
-seeds = int(params.get("seeds", 3) if seeds is None else seeds)
-po_memory = bool(params.get("po_memory", False) if po_memory is None else po_memory)
-out_dir = outputs_root() / "reacher" / preset
-out_dir.mkdir(parents=True, exist_ok=True)
-print(f"momawb {momawb.__version__}, preset {preset!r} from {preset_file.name}: settings {observations}, "
-      f"{seeds} seed(s), memory under PO: {po_memory}; outputs in {out_dir}")
+import numpy as np  # noqa: E402
+from IPython.display import HTML, Image, display  # noqa: E402
+
+from momawb import conventions, domains, plots, render, sweep, tables  # noqa: E402
+from momawb import generate_reacher  # noqa: E402  (the expert-mix generator)
+from momawb.domains import reacher  # noqa: E402
+from momawb.train import DISPLAY  # noqa: E402
+
+observations = list(observation)
+jobs = sweep.observation_grid(methods, "expert-mix", range(seeds), "reacher", observations, po_memory=po_memory,
+                              notebook="reacher", preset=preset, overrides=nb.overrides, eval_episodes=eval_episodes)
+nb.estimate_wall_time(jobs, final_evaluations=2)  # the score, then the convention labels
 
 # %% [markdown]
 # ## The two agents and what they see
@@ -75,11 +75,12 @@ model = env.reacher.model
 joints = [model.joint(int(model.actuator_trnid[a, 0])).name for a in reacher.actuator_of_agents(model)]
 print("agent -> joint:", dict(zip(env.possible_agents, joints)))
 env.close()
-rows_obs = [["setting", "agent 1 (shoulder) sees", "agent 2 (elbow) sees"]]
+rows_obs = []
 for name in ("fo", "independent", "leader"):
     idx = reacher.observation_index(name)
     rows_obs.append([name] + [", ".join(reacher.STATE_LABELS[j] for j in row if j >= 0) for row in idx])
-print(tables.to_markdown(rows_obs))
+display(tables.Table(["setting", "agent 1 (shoulder) sees", "agent 2 (elbow) sees"], rows_obs,
+                     "What each agent observes"))
 
 # %% [markdown]
 # ## The expert-mix dataset (Table 2)
@@ -92,16 +93,18 @@ print(tables.to_markdown(rows_obs))
 # training. Built once, then loaded from `outputs/datasets/`.
 
 # %% tags=["nbval-ignore-output"]
-gen_overrides = {k: v for k, v in overrides.get("reacher_generator", {}).items() if k != "seed"}
+gen_overrides = {k: v for k, v in nb.sections.get("reacher_generator", {}).items() if k != "seed"}
 data_config = generate_reacher.reacher_dataset_config("expert-mix", **gen_overrides)
 dataset = generate_reacher.reacher_dataset(data_config, progress=True)
 domain_fo = domains.make("reacher", observation="fo")
 desc = dataset.describe(domain_fo)
-table2 = [["normalised score", "ours", "Table 2"]]
-for k in ("min", "mean", "median", "max"):
-    table2.append([k, f"{100 * desc['score_' + k]:.1f} %", f"{tables.TABLE2_REACHER[k]:.1f} %"])
-print(f"{desc['episodes']} episodes, {desc['transitions']} transitions, from {dataset.source}")
-print(tables.to_markdown(table2))
+table2 = tables.Table(["normalised score", "ours", "Table 2"],
+                      [[k, f"{100 * desc['score_' + k]:.1f} %", f"{tables.TABLE2_REACHER[k]:.1f} %"]
+                       for k in ("min", "mean", "median", "max")],
+                      f"Table 2: the expert-mix dataset ({desc['episodes']} episodes, {desc['transitions']} transitions)")
+print(f"from {dataset.source}")
+display(table2)
+nb.save_table(table2, "table2")
 meas = dataset.meta["measured_reference_returns"]
 print(f"reference returns: paper random {domain_fo.reference_returns[0]}, expert {domain_fo.reference_returns[1]}; "
       f"measured here: uniform-random torques {meas['random']:.2f}, zero torque {meas['zero_torque']:.2f}, "
@@ -139,25 +142,18 @@ for title, team in (("counter-clockwise expert", experts["ccw"][0]), ("clockwise
 # unfinished ones resume from their checkpoints when this cell runs again.
 
 # %% tags=["nbval-ignore-output"]
-curves = plots.LiveCurves("learning curves (one line per seed)", live=live)
-if live:
-    display(curves.fig)
+curves = plots.LiveCurves(methods, observations, DISPLAY, live=nb.live)
+curves.show()
+rows = nb.run(jobs, on_result=curves.add)  # momawb.sweep.sweep; merges results.json
+curves.close()
 
-
-def on_result(row):
-    if row["curve"]:
-        xs, ys = zip(*row["curve"])
-        curves.add(f"{DISPLAY[row['method']]} / {row['task']}", xs, ys, label=f"seed {row['seed']}")
-
-
-jobs = sweep.observation_grid(methods, "expert-mix", range(seeds), "reacher", observations, po_memory=po_memory,
-                              notebook="reacher", preset=preset, eval_episodes=eval_episodes)
-rows = sweep.sweep(jobs, backend=backend, address=ray_address, on_result=on_result)
-results_path = sweep.write_results(out_dir / "results.json", rows, notebook="reacher", preset=preset)
-print(f"{len(rows)} runs; results in {results_path}")
+# %% [markdown]
+# Learning curves: one panel per method on its own step axis (MOMA-PPO counts learning
+# iterations, the baselines gradient steps), one line style per observation setting; smoothed
+# as in the paper (0.8; `smoothing=0` shows the raw evaluations).
 
 # %% tags=["nbval-ignore-output"]
-plots.mean_curves(rows, group_by=("method", "task"), display=DISPLAY).show()
+plots.learning_curves(rows, methods, display=DISPLAY, smoothing=0.8, tasks=observations).show()
 
 # %% [markdown]
 # ## Does the world model know where it is wrong?
@@ -179,14 +175,19 @@ if moma_jobs:
           f"rollout step 1 {rho[0]:.2f}, step 10 {rho[-1]:.2f}")
 
 # %% [markdown]
-# ## Table 4a: ours beside the paper's (normalised score, mean ± s.e. over seeds)
+# ## Table 4a: ours beside the paper's
 #
-# The paper gives means only. Scores are 100 greedy episodes per seed, normalised with the
-# paper's reference returns (expert -4.237, random -11.145).
+# Normalised score over seeds: mean ± s.e. and the interquartile mean with a 95 % bootstrap
+# interval (stratified over settings in the last row; Agarwal et al. 2021). The paper gives
+# means only. Scores are 100 greedy episodes per seed, normalised with the paper's reference
+# returns (expert -4.237, random -11.145).
 
 # %% tags=["nbval-ignore-output"]
-measured = tables.aggregate(rows)
-print(tables.to_markdown(tables.side_by_side(measured, tables.TABLE4A, DISPLAY)))
+table4a = tables.ResultTable.from_rows(rows, tables.TABLE4A, "Table 4a", DISPLAY, task_label="setting",
+                                       methods=methods)
+display(table4a)
+print(table4a.agreement())
+nb.save_table(table4a, "table4a")
 
 # %% [markdown]
 # ## Conventions: which way does each trained team bend, and how often do its agents fight?
@@ -241,4 +242,4 @@ print(f"{len(expected)} (setting, method) cells, {len(rows)} runs, all scored an
 # %% tags=["nbval-ignore-output"]
 job_of = {id(r): j for r, j in zip(rows, jobs)}
 render.team_viewer(rows, lambda r: sweep.trained_team(job_of[id(r)]),
-                   lambda r: domains.make("reacher", observation=r["task"]), DISPLAY, episodes=10)
+                   lambda r: domains.make("reacher", observation=r["task"]), DISPLAY, episodes=10, live=nb.live)
