@@ -33,6 +33,7 @@ ALLOWED = {
     ("runs.py", "_byte_state"): "RNG states must be CPU byte tensors",
     ("generate_reacher.py", "reacher_rollouts"): "a seed drawn on the host (torch.randint with a CPU generator)",
     ("generate_reacher.py", "act"): "the zero team's actions are read back on the host",
+    ("estimate.py", "act"): "the probe's random actions come from a CPU generator and are read back on the host",
 }
 
 
