@@ -1,10 +1,11 @@
-"""Episode frames: what a trained Reacher team does, as images, a strip or an animated GIF.
+"""Episode frames: what a trained team does, as images, a strip or an animated GIF.
 
 Frames are rendered headless by MuJoCo (``MUJOCO_GL=egl``, else OSMesa; see
-`momawb.domains.reacher`) from recorded global states: every state (cos, sin, target,
-velocities) fixes the arm's pose, so an episode recorded by `momawb.evaluation.evaluate`
-(``record=True``) is re-posed in one render env instead of being re-simulated.
-`team_viewer` is the notebook widget: pick a trained team and an evaluation episode, watch it.
+`momawb.domains.reacher`) from recorded episodes (`momawb.evaluation.evaluate` with
+``record=True``), re-posed in one render model instead of being re-simulated: Reacher's state
+(cos, sin, target, velocities) fixes the arm's pose; the Ant is re-posed from the recorded
+qpos/qvel (`momawb.domains.ant.ant_frames`). `team_viewer` is the notebook widget: pick a trained
+team and an evaluation episode, watch it; `ReacherView` and `AntView` say what it shows.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["reacher_frames", "strip_png", "gif", "episode_of", "team_viewer"]
+__all__ = ["reacher_frames", "thumbnail", "strip_png", "gif", "episode_of", "ReacherView", "AntView", "team_viewer"]
 
 
 def reacher_frames(states: np.ndarray, every: int = 1, size: int = 160) -> list[np.ndarray]:
@@ -30,6 +31,13 @@ def reacher_frames(states: np.ndarray, every: int = 1, size: int = 160) -> list[
         return frames
     finally:
         env.close()
+
+
+def thumbnail(frame: np.ndarray, size: int) -> np.ndarray:
+    """A frame scaled to ``size`` pixels wide (the strip's thumbnails)."""
+    from PIL import Image
+    img = Image.fromarray(np.asarray(frame, np.uint8))
+    return np.asarray(img.resize((size, max(1, round(img.height * size / img.width)))))
 
 
 def strip_png(frames: Sequence[np.ndarray], labels: Sequence[str] | None = None) -> bytes:
@@ -67,11 +75,57 @@ def episode_of(team, domain, episodes: int = 20, seed: int = 10_101) -> dict:
     return {"states": tr["states"], "labels": labels, "returns": res.returns}
 
 
+class ReacherView:
+    """What `team_viewer` shows of a Reacher team: its episodes' elbow conventions."""
+
+    every = 2
+
+    def rollout(self, team, domain, episodes: int) -> dict:
+        return episode_of(team, domain, episodes=episodes)
+
+    def frames(self, out: dict, e: int, size: int, every: int = 1) -> list[np.ndarray]:
+        return reacher_frames(out["states"][e], every=every, size=size)
+
+    def describe(self, out: dict, e: int) -> str:
+        label = out["labels"][e]
+        counts = {k: sum(lb["name"] == k for lb in out["labels"]) for k in ("ccw", "cw", "miscoordinated")}
+        return (f"{label['name']}, return {out['returns'][e]:.2f}, torques fighting on "
+                f"{label['fight_fraction']:.0%} of steps. <b>Team over {len(out['labels'])} episodes</b>: {counts}")
+
+
+class AntView:
+    """What `team_viewer` shows of a four-agent Ant team: the episode's frames (the torso agent's
+    leg in yellow under partial observability), score, forward speed and duty factors
+    (`momawb.gait`)."""
+
+    every = 5
+
+    def rollout(self, team, domain, episodes: int) -> dict:
+        from momawb.gait import team_gaits
+        out = team_gaits(team, domain, episodes=episodes)
+        out["highlight"] = 0 if domain.info.get("torso_agent") else None
+        return out
+
+    def frames(self, out: dict, e: int, size: int, every: int = 1) -> list[np.ndarray]:
+        from momawb.domains.ant import ant_frames
+        t = int(out["alive"][e].sum())
+        return list(ant_frames(out["qpos"][e, :t], out["qvel"][e, :t], size=size, highlight=out["highlight"],
+                               every=every))
+
+    def describe(self, out: dict, e: int) -> str:
+        g = out["gaits"][e]
+        duty = " / ".join(f"{d:.2f}" for d in g["contacts"].mean(0))
+        return (f"score {out['scores'][e]:.2f}, {len(g['speed'])} steps, forward speed {g['speed'].mean():.2f} m/s, "
+                f"duty factors of legs 1-4 {duty}. <b>Team over {len(out['scores'])} episodes</b>: mean score "
+                f"{np.mean(out['scores']):.2f}")
+
+
 def team_viewer(rows: Sequence[Mapping], load_team: Callable[[Mapping], object],
                 make_domain: Callable[[Mapping], object], display: Mapping[str, str] | None = None,
-                episodes: int = 20, size: int = 320, live: bool = True):
+                episodes: int = 20, size: int = 320, live: bool = True, view=None):
     """Widget: pick a trained team (method, setting, seed) and one of its greedy evaluation
-    episodes; shows the animation, a frame strip and the episode's convention label.
+    episodes; shows the animation, a frame strip and what ``view`` says of the episode
+    (`ReacherView`, the default: its elbow convention; `AntView`: speed and duty factors).
 
     ``load_team(row)`` rebuilds a row's team from its checkpoint; ``make_domain(row)`` gives
     the row's domain (its observation setting). Frames are rendered at ``size`` pixels and
@@ -79,23 +133,20 @@ def team_viewer(rows: Sequence[Mapping], load_team: Callable[[Mapping], object],
     behind the widget) it returns the first team's first episode as a plain HTML output.
     """
     display = display or {}
+    view = view or ReacherView()
     keyed = {f"{display.get(r['method'], r['method'])} | {r.get('task', '')} | seed {r['seed']}": r for r in rows}
     cache: dict[str, dict] = {}
 
-    def view(key: str, e: int) -> tuple[bytes, bytes, str]:
+    def show(key: str, e: int) -> tuple[bytes, bytes, str]:
         if key not in cache:
             row = keyed[key]
-            cache[key] = episode_of(load_team(row), make_domain(row), episodes=episodes)
+            cache[key] = view.rollout(load_team(row), make_domain(row), episodes)
         out = cache[key]
-        states, label = out["states"][e], out["labels"][e]
-        frames = reacher_frames(states, every=2, size=size)
+        frames = view.frames(out, e, size, view.every)
         idx = np.linspace(0, len(frames) - 1, 6).astype(int)
-        small = reacher_frames(states[::2][idx], size=size // 2)
-        counts = {k: sum(lb["name"] == k for lb in out["labels"]) for k in ("ccw", "cw", "miscoordinated")}
-        info = (f"<b>{key}, episode {e}</b>: {label['name']}, return {out['returns'][e]:.2f}, "
-                f"torques fighting on {label['fight_fraction']:.0%} of steps. "
-                f"<b>Team over {episodes} episodes</b>: {counts}")
-        return gif(frames), strip_png(small, [f"t={2 * i}" for i in idx]), info
+        small = [np.asarray(thumbnail(frames[i], size // 2)) for i in idx]
+        info = f"<b>{key}, episode {e}</b>: " + view.describe(out, e)
+        return gif(frames), strip_png(small, [f"t={view.every * i}" for i in idx]), info
 
     if not keyed:
         return None
@@ -103,7 +154,7 @@ def team_viewer(rows: Sequence[Mapping], load_team: Callable[[Mapping], object],
         import base64
         from IPython.display import HTML
         first = sorted(keyed)[0]
-        anim, strip, info = view(first, 0)
+        anim, strip, info = show(first, 0)
         b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
         return HTML(f"<p>{info}<br><small>(in JupyterLab a widget picks any team and episode)</small></p>"
                     f"<img src='data:image/gif;base64,{b64(anim)}' width='{size}' height='{size}'><br>"
@@ -119,7 +170,7 @@ def team_viewer(rows: Sequence[Mapping], load_team: Callable[[Mapping], object],
         if pick.value is None:
             return
         info.value = "rolling out the team..."
-        anim.value, strip.value, info.value = view(pick.value, ep.value)
+        anim.value, strip.value, info.value = show(pick.value, ep.value)
 
     pick.observe(refresh, "value")
     ep.observe(refresh, "value")
