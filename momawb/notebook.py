@@ -44,7 +44,8 @@ from typing import Any, ClassVar, Mapping
 from momawb import config as cfg
 from momawb.config import Config, ConfigError, param
 
-__all__ = ["Parameters", "NOTEBOOKS", "register_notebook", "GameParameters", "ReacherParameters", "Setup",
+__all__ = ["Parameters", "NOTEBOOKS", "register_notebook", "GameParameters", "ReacherParameters", "AntParameters",
+           "Setup",
            "setup", "check_preset", "injected_names", "running_headless"]
 
 #: notebook name -> its `Parameters` class
@@ -77,6 +78,11 @@ class Parameters(Config):
     generator_section: ClassVar[str | None] = None
     from_preset: ClassVar[tuple[str, ...]] = ()
     headline: ClassVar[str] = ""
+
+    @classmethod
+    def default_preset(cls) -> str | None:
+        """The preset a ``None`` preset parameter stands for (None: a preset must be named)."""
+        return None
 
     @classmethod
     def sections(cls) -> tuple[str, ...]:
@@ -135,6 +141,52 @@ class ReacherParameters(Parameters):
     ray_address: str | None = _p("an existing Ray cluster, or None for a local one")
     live: bool | None = _p(LIVE_DOC)
     eval_episodes: int = _p("greedy evaluation episodes per seed (paper 100)", ge=1)
+
+
+ANT_DATASETS = ("random", "medium", "full-replay", "expert")   # momawb.generate.ant.ANT_DATASETS (no import here)
+
+
+@register_notebook("ant")
+@dataclass
+class AntParameters(Parameters):
+    """notebooks/ant.ipynb: Table 2 (Ant), Table 4b, Table 5, gaits and mis-adapted partners."""
+
+    generator_section: ClassVar[str] = "ant_generator"
+    from_preset: ClassVar[tuple[str, ...]] = ("seeds", "po_memory", "table5", "eval_episodes")
+    headline: ClassVar[str] = "table4b"
+
+    preset: str | None = _p(PRESET_DOC + "; None: gpu where CUDA is available, else cpu")
+    dataset: str = _p("a generated dataset (random, medium, full-replay, expert) or the path of a D4RL .hdf5 "
+                      "file or Minari folder of Ant data")
+    observability: tuple[str, ...] = _p("observation settings of Table 4b", choices=("fo", "po"))
+    methods: tuple[str, ...] = _p("methods of Table 4b (IQL runs under fo only)", choices=(
+        "iql", "maiql", "maiql_ft", "matd3bc", "ibc", "itd3bc", "icql", "iomar", "moma_ppo"))
+    seeds: int | None = _p("seeds 0 .. seeds-1 (None: the preset's; the paper: 3)", ge=1)
+    po_memory: bool | None = _p("attention memory under partial observability (None: the preset's)")
+    table5: bool | None = _p("also train MOMA-PPO in the ground-truth simulator (Table 5; None: the preset's)")
+    backend: str = _p("where jobs run", choices=BACKENDS)
+    ray_address: str | None = _p("an existing Ray cluster, or None for a local one")
+    live: bool | None = _p(LIVE_DOC)
+    eval_episodes: int | None = _p("greedy evaluation episodes per seed (None: the preset's; the paper: 100)", ge=1)
+
+    @classmethod
+    def default_preset(cls) -> str:
+        from momawb.runs import pick_device
+        return "gpu" if pick_device().type == "cuda" else "cpu"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.dataset not in ANT_DATASETS and not Path(self.dataset).expanduser().exists():
+            raise ConfigError(f"parameter dataset = {self.dataset!r} is neither a generated Ant dataset "
+                              f"({', '.join(ANT_DATASETS)}) nor an existing D4RL .hdf5 file or Minari folder")
+
+    @property
+    def dataset_name(self) -> str:
+        """The D4RL name the dataset stands for (Table 2 and 4b rows), from a path's file name too."""
+        if self.dataset in ANT_DATASETS:
+            return self.dataset
+        stem = Path(self.dataset).name.lower().replace("_", "-")
+        return next((n for n in ("full-replay", "medium", "expert", "random") if n in stem), stem)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -309,6 +361,8 @@ def setup(notebook: str, ns: dict, *, quiet: bool = False) -> Setup:
         _text_progress()  # before the section checks import momawb's training modules
     # 1. names and notebook-level values (plain Python: fails in milliseconds)
     check_preset(spec, injected, source, sections=False)
+    if raw["preset"] is None and spec.default_preset() is not None:
+        raw["preset"] = spec.default_preset()
     cfg.check_value(spec, "preset", raw["preset"])
     data, preset_file = cfg.read_preset(notebook, raw["preset"])
     from_file, file_sections = check_preset(spec, data, str(preset_file), sections=False)

@@ -45,7 +45,7 @@ from momawb.safe_files import (RunFileRepaired, atomic_torch_save, atomic_write_
 
 __all__ = [
     "pick_device", "seed_everything", "outputs_root", "config_hash", "atomic_write_bytes",
-    "atomic_torch_save", "to_device", "Run", "RunFileRepaired", "TrainingDiverged", "train_loop",
+    "atomic_torch_save", "to_device", "read_metrics", "Run", "RunFileRepaired", "TrainingDiverged", "train_loop",
 ]
 
 
@@ -239,12 +239,7 @@ class Run:
 
     def metrics(self) -> list[dict]:
         """All logged rows, in order (lines that do not parse are skipped with a warning)."""
-        rows, bad = read_jsonl(self.dir / "metrics.jsonl")
-        if bad:
-            warnings.warn(f"{self.dir / 'metrics.jsonl'}: line(s) {bad} are not metric rows (a crash "
-                          "mid-write?) and were skipped; resuming the run repairs the file", RunFileRepaired,
-                          stacklevel=2)
-        return rows
+        return read_metrics(self.dir)
 
     def _rewrite_csv(self, extra: dict | None = None, rows: list[dict] | None = None) -> None:
         rows = self.metrics() if rows is None else rows
@@ -280,6 +275,17 @@ class Run:
         """The JSON file ``filename`` of the run, or None when it is absent or unreadable (then it
         is moved aside to ``<filename>.unreadable`` with a warning, so the caller makes it again)."""
         return read_json_file(self.dir / filename)
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
+    """The metric rows of a run folder (``metrics.jsonl``), in order; lines that do not parse
+    are skipped with a `RunFileRepaired` warning (resuming the run repairs the file)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    rows, bad = read_jsonl(path)
+    if bad:
+        warnings.warn(f"{path}: line(s) {bad} are not metric rows (a crash mid-write?) and were skipped; "
+                      "resuming the run repairs the file", RunFileRepaired, stacklevel=2)
+    return rows
 
 
 class _CsvBuffer(list):

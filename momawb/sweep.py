@@ -46,9 +46,14 @@ class Job:
     eval_episodes: int = 100
     root: str | None = None
     data_seed: int | None = None       # None: the dataset's default; else a fresh sample per seed
+    variant: str = ""                  # a label for the table (e.g. "simulator" for Table 5, an ablation)
 
     @property
     def task(self) -> str:
+        """The observation setting when the domain takes one, else its options joined ('default')."""
+        kw = dict(self.domain_kwargs)
+        if "observation" in kw:
+            return str(kw["observation"])
         return "-".join(str(v) for _, v in self.domain_kwargs) or "default"
 
     def section_overrides(self, section: str) -> dict:
@@ -62,12 +67,14 @@ def _freeze(d: dict | None) -> tuple:
 def grid(methods: Sequence[str], datasets: Sequence[str], seeds: Iterable[int], domain: str = "game",
          tasks: Sequence[dict] | None = None, notebook: str | None = None, preset: str | None = None,
          overrides: dict[str, dict] | None = None, eval_episodes: int = 100, root: str | None = None,
-         skip: Callable[[str, dict], bool] | None = None, resample_data: bool = False) -> list[Job]:
+         skip: Callable[[str, dict], bool] | None = None, resample_data: bool = False,
+         variant: str = "") -> list[Job]:
     """The full grid; ``skip(method, task_kwargs)`` drops combinations (e.g. IQL under PO).
 
     ``resample_data=True`` collects a fresh dataset for every seed (dataset seed = run seed), so
     the spread over seeds includes the data-collection noise (the game: which convention a
-    finite random dataset happens to favour)."""
+    finite random dataset happens to favour). ``variant`` labels the jobs' rows (its runs differ
+    through ``overrides``)."""
     jobs = []
     for task in tasks or [{}]:
         for ds in datasets:
@@ -77,7 +84,7 @@ def grid(methods: Sequence[str], datasets: Sequence[str], seeds: Iterable[int], 
                 for s in seeds:
                     jobs.append(Job(m, ds, int(s), domain, _freeze(task), notebook, preset,
                                     _freeze(overrides), eval_episodes, None if root is None else str(root),
-                                    int(s) if resample_data else None))
+                                    int(s) if resample_data else None, variant))
     return jobs
 
 
@@ -173,7 +180,7 @@ def run_job(job: Job, progress: bool = False, threads: int | None = None) -> dic
     domain, dataset, res = _train(job, progress)
     row = res.to_dict()
     row.update(dataset=job.dataset, task=job.task, domain=job.domain, data_seed=job.data_seed,
-               dataset_name=dataset_tag(dataset), job_wall_time=time.time() - t0)
+               dataset_name=dataset_tag(dataset), variant=job.variant, job_wall_time=time.time() - t0)
     if domain.discrete:  # the convention the team converged to: its greedy joint action
         from momawb.evaluation import evaluate
         first = evaluate(res.team, domain, episodes=1, record=True).trajectories["actions"][0, 0, :, 0]

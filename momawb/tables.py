@@ -27,7 +27,7 @@ import numpy as np
 
 from momawb.evaluation import mean_se
 
-__all__ = ["TABLE1", "TABLE2_REACHER", "TABLE3", "TABLE4A", "TABLE4B", "TABLE5", "aggregate",
+__all__ = ["TABLE1", "TABLE2_REACHER", "TABLE2_ANT", "TABLE3", "TABLE4A", "TABLE4B", "TABLE5", "aggregate",
            "side_by_side", "to_markdown", "to_html", "within", "mean_se", "iqm", "iqm_interval", "Table",
            "ResultTable", "payoff_table"]
 
@@ -40,6 +40,11 @@ TABLE1 = {
 
 #: Table 2 (Reacher expert-mix dataset): normalised score statistics in %
 TABLE2_REACHER = {"min": 38.8, "mean": 100.0, "median": 98.9, "max": 152.3}
+
+#: Table 2 (D4RL Ant datasets): normalised return statistics in % of D4RL's references
+TABLE2_ANT = {name: dict(zip(("min", "mean", "median", "max"), vals)) for name, vals in {
+    "random": (-3.0, 6.4, 7.2, 10.3), "medium": (-4.8, 80.2, 95.1, 107.2),
+    "full-replay": (-22.4, 72.0, 77.8, 134.3), "expert": (-32.8, 117.4, 129.4, 142.5)}.items()}
 
 #: Table 3: dataset -> method -> (mean, s.e.) over 10 seeds
 TABLE3 = {
