@@ -1,7 +1,7 @@
 """Reacher expert teams and the expert-mix dataset (issue 8): wall times, returns, conventions.
 
 Trains (or reloads from ``outputs/runs/reacher-expert/``) the expert teams of the named
-"expert-mix" config (``momawb.generate_reacher.reacher_dataset_config``) seed by seed until a CCW and a CW expert exist, prints
+"expert-mix" config (``momawb.generate.reacher.reacher_dataset_config``) seed by seed until a CCW and a CW expert exist, prints
 each seed's training wall time, greedy return, normalised score and convention fractions,
 measures a *mixed* team (the CCW team's shoulder with the CW team's elbow) to show the
 mis-coordination measure on a real case, then builds (or loads) the expert-mix dataset and
@@ -23,7 +23,7 @@ import torch
 
 from momawb import conventions
 from momawb.domains import make
-from momawb.generate_reacher import reacher_dataset, reacher_dataset_config, reacher_experts
+from momawb.generate.reacher import reacher_dataset, reacher_dataset_config, reacher_experts
 
 TABLE2 = {"score_min": 0.388, "score_mean": 1.0, "score_median": 0.989, "score_max": 1.523}
 

@@ -51,7 +51,7 @@ PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
 #: section name -> "module:Class"; modules are imported only when their section is used.
 SECTIONS: dict[str, str] = {
     "generator": "momawb.generate:GameDatasetConfig",
-    "reacher_generator": "momawb.generate_reacher:ReacherDatasetConfig",
+    "reacher_generator": "momawb.generate.reacher:ReacherDatasetConfig",
     "world_model": "momawb.world_model:WorldModelConfig",
     "moma_ppo": "momawb.moma_ppo:MomaPPOConfig",
     "iql": "momawb.baselines.iql:IQLConfig",

@@ -53,7 +53,7 @@ import numpy as np  # noqa: E402
 from IPython.display import HTML, Image, display  # noqa: E402
 
 from momawb import conventions, domains, plots, render, sweep, tables  # noqa: E402
-from momawb import generate_reacher  # noqa: E402  (the expert-mix generator)
+from momawb.generate import reacher as generate_reacher  # noqa: E402  (the expert-mix generator)
 from momawb.domains import reacher  # noqa: E402
 from momawb.train import DISPLAY  # noqa: E402
 

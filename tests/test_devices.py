@@ -31,8 +31,8 @@ ALLOWED = {
     ("nets.py", "positional_encoding"): "a module buffer, moved with the module by .to(device)",
     ("world_model.py", "_inputs_targets"): "host staging of the dataset; EnsembleTrainer moves it to the device",
     ("runs.py", "_byte_state"): "RNG states must be CPU byte tensors",
-    ("generate_reacher.py", "reacher_rollouts"): "a seed drawn on the host (torch.randint with a CPU generator)",
-    ("generate_reacher.py", "act"): "the zero team's actions are read back on the host",
+    ("generate/reacher.py", "reacher_rollouts"): "a seed drawn on the host (torch.randint with a CPU generator)",
+    ("generate/reacher.py", "act"): "the zero team's actions are read back on the host",
     ("estimate.py", "act"): "the probe's random actions come from a CPU generator and are read back on the host",
 }
 

@@ -8,7 +8,7 @@ from momawb.config import section_class
 from momawb.domains import make
 from momawb.domains.reacher import CCW, CW
 from momawb.generate import NAMED_DATASETS, named_dataset
-from momawb.generate_reacher import (MIRROR_STATE, MirroredTeam, ReacherDatasetConfig, reacher_dataset,
+from momawb.generate.reacher import (MIRROR_STATE, MirroredTeam, ReacherDatasetConfig, reacher_dataset,
                                      reacher_dataset_config, reacher_rollouts, shaped_reacher_domain)
 
 T = 50
@@ -176,7 +176,7 @@ def test_named_dataset_reacher(tmp_path, monkeypatch):
         seen["config"] = config
         return "ok"
 
-    monkeypatch.setattr("momawb.generate_reacher.reacher_dataset", fake)
+    monkeypatch.setattr("momawb.generate.reacher.reacher_dataset", fake)
     # the registry resolves through the module attribute at call time
     assert named_dataset("reacher", "expert-mix", root=tmp_path) == "ok"
     assert seen["config"] == reacher_dataset_config("expert-mix")

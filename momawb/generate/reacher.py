@@ -25,7 +25,7 @@ import torch
 from momawb.config import Config, param, register
 from momawb.datasets import Dataset, library_versions
 from momawb.evaluation import team_device
-from momawb.generate import cached
+from momawb.generate.cache import cached
 from momawb.runs import config_hash, outputs_root
 
 #: expert training defaults (MomaPPOConfig overrides); see benchmarks/bench_reacher_experts.py
@@ -354,7 +354,15 @@ def reacher_dataset(config: ReacherDatasetConfig | str = "expert-mix", root: str
     return cached(path, lambda: generate_reacher(config, root, teams, progress, log))
 
 
-__all__ = ["ReacherDatasetConfig", "REACHER_EXPERT_TRAINING", "REACHER_EXPERT_STABILISERS", "REACHER_DATASETS",
+DATASETS = tuple(REACHER_DATASETS)
+
+
+def named_dataset(name: str, root: str | Path | None = None, progress: bool = False, **overrides) -> Dataset:
+    """A named Reacher dataset ('expert-mix'), cached; ``overrides`` change its config."""
+    return reacher_dataset(reacher_dataset_config(name, **overrides), root, progress=progress)
+
+
+__all__ = ["DATASETS", "named_dataset", "ReacherDatasetConfig", "REACHER_EXPERT_TRAINING", "REACHER_EXPERT_STABILISERS", "REACHER_DATASETS",
             "MirroredTeam",
             "shaped_reacher_domain", "train_reacher_expert",
             "reacher_experts", "reacher_rollouts", "generate_reacher", "reacher_dataset_config", "reacher_dataset"]

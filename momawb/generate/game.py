@@ -14,12 +14,11 @@ unfavorable    (0.25, 0.75)   2 * 0.25 * 0.75 = 0.375   (paper measured 0.375)
 The paper does not give the dataset size; 1,000 episodes of 10 rounds (10,000 transitions)
 put the measured score within about +-0.005 (one s.e.) of the expected one.
 
-The two-agent Reacher expert-mix lives in `momawb.generate_reacher`; `named_dataset` reaches
-both through ``NAMED_DATASETS``.
+The other domains' generators: `momawb.generate.reacher`, `momawb.generate.ant`; `momawb.generate`
+reaches all of them by name (`momawb.generate.named_dataset`).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +27,10 @@ import numpy as np
 from momawb.config import Config, param, register
 from momawb.datasets import Dataset, library_versions
 from momawb.domains import game
+from momawb.generate.cache import cached
 from momawb.runs import config_hash, outputs_root
 
-__all__ = ["named_dataset", "cached", "GENERATOR_SECTIONS", "NAMED_DATASETS", "GameDatasetConfig", "GAME_DATASETS", "game_dataset_config", "generate_game", "game_dataset",
+__all__ = ["DATASETS", "named_dataset", "GameDatasetConfig", "GAME_DATASETS", "game_dataset_config", "generate_game", "game_dataset",
            "expected_game_score"]
 
 #: Table 1: name -> P(agent i picks right)
@@ -103,42 +103,9 @@ def game_dataset(config: GameDatasetConfig | str, root: str | Path | None = None
     return cached(path, lambda: generate_game(config))
 
 
-def cached(path: Path, make) -> Dataset:
-    """Load ``path``, or ``make()`` the dataset and save it there. Generation is deterministic,
-    so when a concurrent worker publishes the same file first, its copy is loaded instead."""
-    if path.exists():
-        return Dataset.load(path)
-    ds = make()
-    try:
-        ds.save(path)
-    except FileExistsError:
-        return Dataset.load(path)
-    return ds
+DATASETS = tuple(GAME_DATASETS)
 
 
-#: domain -> function(name, root) returning a cached named dataset (other domains add theirs)
-NAMED_DATASETS = {
-    "game": lambda name, root=None, **overrides: game_dataset(game_dataset_config(name, **overrides), root),
-    "reacher": lambda name, root=None, **overrides: _reacher_named(name, root, **overrides),
-}
-#: domain -> preset section whose keys override a named dataset's config
-GENERATOR_SECTIONS = {"game": "generator", "reacher": "reacher_generator"}
-
-
-def named_dataset(domain: str, name: str, root: str | Path | None = None, seed: int | None = None,
-                  **overrides) -> Dataset:
-    """A domain's dataset by name ('favorable', 'expert-mix', ...) or a D4RL/Minari path;
-    ``seed`` asks for another sample of a generated dataset (None: its default seed);
-    ``overrides`` change its generator config (a preset's ``GENERATOR_SECTIONS[domain]``)."""
-    p = Path(name).expanduser()
-    if p.suffix in (".hdf5", ".h5") or p.is_dir() or os.sep in name:
-        return Dataset.load(p)
-    if domain not in NAMED_DATASETS:
-        raise ValueError(f"domain {domain!r} has no named datasets; known: {', '.join(NAMED_DATASETS)} "
-                         "(or pass a dataset file path)")
-    return NAMED_DATASETS[domain](name, root, **overrides, **({} if seed is None else {"seed": seed}))
-
-
-def _reacher_named(name: str, root=None, **overrides) -> Dataset:
-    from momawb.generate_reacher import reacher_dataset, reacher_dataset_config   # imports MuJoCo
-    return reacher_dataset(reacher_dataset_config(name, **overrides), root)
+def named_dataset(name: str, root: str | Path | None = None, progress: bool = False, **overrides) -> Dataset:
+    """A Table 1 dataset by name, cached (``progress`` is accepted for the common interface)."""
+    return game_dataset(game_dataset_config(name, **overrides), root)
