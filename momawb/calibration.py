@@ -28,7 +28,9 @@ def calibration(model: WorldModel, dataset: Dataset, domain=None, idx: np.ndarra
     and reward parts). ``rollout`` (when ``simulator`` is given or ``domain.has_simulator``):
     ``n_rollouts`` open-loop k-step rollouts from dataset states in ``idx`` replaying the
     dataset's next k actions in the model and in the simulator (`SimStep` interface), arrays
-    (n, k) of eps_g and the error against the simulator (NaN after a simulated terminal).
+    (n, k) of eps_g, the error against the simulator (NaN after a simulated terminal) and the
+    share of predicted coordinates the bounding box clipped (``clip_frac``: its mean; 0 when the
+    model does not clip).
     ``spearman``: rank correlation of eps_g and the error (one-step, and per rollout step).
     """
     domain = domain or model.domain
@@ -62,7 +64,7 @@ def calibration(model: WorldModel, dataset: Dataset, domain=None, idx: np.ndarra
     qpos = None if dataset.qpos is None else dataset.qpos[starts]
     qvel = None if dataset.qvel is None else dataset.qvel[starts]
     alive = np.ones(len(starts), bool)
-    eps_g, error = np.zeros((len(starts), k)), np.zeros((len(starts), k))
+    eps_g, error, clipped = np.zeros((len(starts), k)), np.zeros((len(starts), k)), np.zeros((len(starts), k))
     for j in range(k):
         a = acts[starts + j]
         m = model.step(s_model, a, generator=gen)
@@ -70,9 +72,11 @@ def calibration(model: WorldModel, dataset: Dataset, domain=None, idx: np.ndarra
         s_model = m.next_states.cpu().numpy()
         d = np.concatenate([s_model - sim.next_states, (m.rewards.cpu().numpy() - sim.rewards)[:, None]], 1)
         eps_g[:, j], error[:, j] = m.eps_g.cpu().numpy(), np.where(alive, np.linalg.norm(d, axis=1), np.nan)
+        clipped[:, j] = m.clipped.cpu().numpy()
         alive &= ~np.asarray(sim.terminals, bool)
         s_sim, qpos, qvel = sim.next_states, sim.qpos, sim.qvel
-    res["rollout"] = {"start": starts, "eps_g": eps_g, "error": error}
+    res["rollout"] = {"start": starts, "eps_g": eps_g, "error": error, "clipped": clipped}
+    res["clip_frac"] = float(clipped.mean())
     res["spearman"]["rollout"] = [_spearman(eps_g[:, j], error[:, j]) for j in range(k)]
     return res
 

@@ -52,6 +52,7 @@ PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
 SECTIONS: dict[str, str] = {
     "generator": "momawb.generate:GameDatasetConfig",
     "reacher_generator": "momawb.generate.reacher:ReacherDatasetConfig",
+    "ant_generator": "momawb.generate.ant:AntDatasetConfig",
     "world_model": "momawb.world_model:WorldModelConfig",
     "moma_ppo": "momawb.moma_ppo:MomaPPOConfig",
     "iql": "momawb.baselines.iql:IQLConfig",

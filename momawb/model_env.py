@@ -36,6 +36,7 @@ class StepOut:
     eps_r: torch.Tensor          # (B,)    variance of the elites' rewards (N-1 denominator)
     eps_g: torch.Tensor          # (B,)    Frobenius norm of the elites' covariance of [s', r]
     aleatoric: torch.Tensor      # (B,)    max over elites of ||predicted std|| (MOPO penalty)
+    clipped: torch.Tensor | None = None  # (B,) share of s_hat' coordinates the bounding box clipped (model only)
     qpos: torch.Tensor | None = None   # (B, nq) simulator state after the step (ground truth only)
     qvel: torch.Tensor | None = None   # (B, nv)
 

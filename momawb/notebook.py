@@ -143,7 +143,7 @@ class ReacherParameters(Parameters):
     eval_episodes: int = _p("greedy evaluation episodes per seed (paper 100)", ge=1)
 
 
-ANT_DATASETS = ("random", "medium", "full-replay", "expert")   # momawb.generate.ant.ANT_DATASETS (no import here)
+ANT_DATASETS = ("random", "medium", "full-replay", "expert")   # momawb.generate.ant.DATASETS (not imported here: MuJoCo)
 
 
 @register_notebook("ant")
