@@ -48,6 +48,7 @@ class Rollouts:
     raw_rewards: torch.Tensor   # (b, k) r_bar
     penalty: torch.Tensor       # (b, k)
     eps_g: torch.Tensor         # (b, k) unclamped
+    clipped: torch.Tensor       # (b, k) share of s' coordinates the model's bounding box clipped
     not_terminal: torch.Tensor  # (b, k) float
     not_timeout: torch.Tensor   # (b, k) float
     alive: torch.Tensor         # (b, k) bool
@@ -70,6 +71,7 @@ class Rollouts:
                 "rollout/reward": float((self.raw_rewards * a).sum() / n),
                 "rollout/penalty": float((self.penalty * a).sum() / n),
                 "rollout/eps_g": float((self.eps_g * a).sum() / n),
+                "rollout/clipped": float((self.clipped * a).sum() / n),
                 "rollout/length": float(lengths.mean()),
                 "rollout/timeout_frac": float(early.mean()),
                 "rollout/terminal_frac": float(ended_term.mean()),
@@ -127,6 +129,7 @@ def model_rollouts(agents: MomaPPOAgents, env, domain, start: dict, cfg: MomaPPO
         steps.append(dict(states=states, next_states=out.next_states, hist=hist, next_hist=next_hist,
                           actions=actions, logp=logp.sum(-1), rewards=reward, raw_rewards=out.rewards,
                           penalty=pen, eps_g=out.eps_g, not_terminal=not_term.float(),
+                          clipped=out.clipped if out.clipped is not None else torch.zeros_like(out.eps_g),
                           not_timeout=(~timeout).float(), alive=alive))
         alive = alive & not_term & ~timeout
         keep = alive[:, None]
@@ -189,6 +192,7 @@ class OnlineCollector:
                               actions=actions, logp=logp.sum(-1), rewards=torch.as_tensor(rew, device=self.device),
                               raw_rewards=torch.as_tensor(rew, device=self.device),
                               penalty=torch.zeros(n, device=self.device), eps_g=torch.zeros(n, device=self.device),
+                              clipped=torch.zeros(n, device=self.device),
                               not_terminal=torch.as_tensor(~term, device=self.device).float(),
                               not_timeout=torch.as_tensor(~timeout, device=self.device).float(),
                               alive=torch.ones(n, dtype=torch.bool, device=self.device)))
