@@ -8,12 +8,13 @@ function from the env's global state, exactly as in training.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 import torch
+
+from momawb.runs import one_cpu_thread
 
 __all__ = ["Team", "EvalResult", "evaluate", "mean_se", "team_device", "MixedTeam", "swap_agent"]
 
@@ -109,20 +110,7 @@ def _to_np(a: Any) -> np.ndarray:
     return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
 
 
-class _OneThread(contextlib.ContextDecorator):
-    """CPU intra-op threads set to 1 inside: a lockstep evaluation runs many tiny forward passes
-    (a few envs x agents per step), where a second thread only adds synchronisation; with another
-    process on the other core it made each pass 5x slower (Ant: 0.55 ms per baddbmm)."""
-
-    def __enter__(self):
-        self.threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.threads)
-
-
-@_OneThread()
+@one_cpu_thread()
 @torch.no_grad()
 def evaluate(team: Team, domain, episodes: int = 100, seed: int = 10_101, greedy: bool = True,
              device: torch.device | str | None = None, record: bool = False,

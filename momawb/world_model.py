@@ -256,11 +256,12 @@ class WorldModel:
         gdev = generator.device if generator is not None else self.device
         pick = torch.randint(n, (b,), generator=generator, device=gdev).to(self.device)
         s_next = nxt[pick, torch.arange(b, device=self.device)]
-        clipped = torch.zeros(b, device=self.device)
         if self.config.clip_state:
             raw = s_next
             s_next = torch.minimum(torch.maximum(s_next, self.stats["state_lo"]), self.stats["state_hi"])
             clipped = (s_next != raw).float().mean(-1)
+        else:
+            clipped = torch.zeros(b, device=self.device)
         r_bar = rew.mean(0).clamp(self.stats["reward_lo"], self.stats["reward_hi"])
         return StepOut(s_next, r_bar, majority_not_terminal(p["p_terminal"]), eps_r, eps_g,
                        p["std"].norm(dim=-1).amax(0), clipped)

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from momawb.domains import ant
-from momawb.runs import config_hash, outputs_root
+from momawb.runs import config_hash, one_cpu_thread, outputs_root
 from momawb.safe_files import atomic_write_bytes
 
 __all__ = ["MarkovForwardAnt", "SnapshotPolicy", "episodes_to_arrays", "policy_episodes", "train_learner"]
@@ -27,7 +27,7 @@ __all__ = ["MarkovForwardAnt", "SnapshotPolicy", "episodes_to_arrays", "policy_e
 class MarkovForwardAnt(gym.Wrapper):
     """Ant-v5 (27-d observation) whose forward reward starts from the torso of the state acted on
     (``mj_kinematics`` before the step), as `momawb.domains.ant.AntMultiAgentEnv` with
-    ``forward_from="qpos"``; ``info`` gains the pre-step ``qpos``/``qvel``. With a ``recorder``
+    ``forward_from="qpos"``; actions are clipped to [-1, 1]. With a ``recorder``
     list, every finished episode is appended to it as a dict of arrays (`episodes_to_arrays`)."""
 
     def __init__(self, recorder: list | None = None):
@@ -110,9 +110,9 @@ def _learner_dir(config, root) -> Path:
 
 
 def _snapshots(folder: Path) -> list[int]:
-    return sorted(int(p.stem.split("-")[1]) for p in folder.glob("snapshot-*.zip")
-                  if (folder / f"obs_rms-{p.stem.split('-')[1]}.npz").exists()
-                  and (folder / f"replay-{p.stem.split('-')[1]}.npz").exists())
+    """Env steps of the complete snapshots (policy, statistics and episodes all written)."""
+    steps = (int(p.stem.split("-")[1]) for p in folder.glob("snapshot-*.zip"))
+    return sorted(k for k in steps if (folder / f"obs_rms-{k}.npz").exists() and (folder / f"replay-{k}.npz").exists())
 
 
 def train_learner(config, root=None, progress: bool = True, log=print) -> Path:
@@ -124,12 +124,8 @@ def train_learner(config, root=None, progress: bool = True, log=print) -> Path:
     done = _snapshots(folder)
     if done and done[-1] >= config.learner_steps:
         return folder
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)          # 64 x 64 nets, batch 256: one thread is fastest and shares the cores
-    try:
+    with one_cpu_thread():            # 64 x 64 nets, batch 256: one thread is fastest and shares the cores
         return _train(config, folder, done, progress, log)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(config, folder: Path, done: list[int], progress: bool, log) -> Path:
@@ -219,19 +215,11 @@ class SnapshotPolicy:
         return np.clip(actions, -1.0, 1.0)
 
 
+@one_cpu_thread()
 def policy_episodes(policy, n_episodes: int, seed: int, deterministic: bool) -> list[dict]:
     """``n_episodes`` full episodes of ``policy`` in lockstep (`MarkovForwardAnt` envs seeded
     ``seed + i``); the Gaussian's samples come from a torch generator seeded by ``seed``, so a
     batch is reproducible whatever ran before. Returns episode dicts (`episodes_to_arrays`)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)          # one small forward pass per step: a second thread only waits
-    try:
-        return _lockstep(policy, n_episodes, seed, deterministic)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _lockstep(policy, n_episodes: int, seed: int, deterministic: bool) -> list[dict]:
     episodes: list[dict] = []
     envs = [MarkovForwardAnt(episodes) for _ in range(n_episodes)]
     obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
