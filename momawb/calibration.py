@@ -117,8 +117,7 @@ def rollout_state_norms(model: WorldModel, dataset: Dataset, k: int = 10, n_roll
         starts = rng.choice(len(dataset), min(n_rollouts, len(dataset)), replace=False)
     out = {}
     for name, clip in (("clipped", True), ("unclipped", False)):
-        m = WorldModel(domain, model.config.replace(clip_state=clip), model.ensemble, model.stats, model.elites,
-                       model.val_scores, model.device, model.meta)
+        m = model.with_options(clip_state=clip)
         gen = torch.Generator(model.device).manual_seed(seed)
         s = torch.as_tensor(dataset.observations[starts], device=model.device)
         norms = np.zeros((len(starts), k))

@@ -37,156 +37,18 @@ import dataclasses
 import difflib
 import os
 import typing
-from dataclasses import MISSING, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, Mapping
 
 from momawb import config as cfg
-from momawb.config import Config, ConfigError, param
+from momawb.config import ConfigError
+from momawb.parameters import (ANT_DATASETS, BACKENDS, NOTEBOOKS, AntAblationParameters,  # noqa: F401
+                               AntParameters, GameParameters, Parameters, ReacherParameters, _field_choices,
+                               register_notebook)
 
 __all__ = ["Parameters", "NOTEBOOKS", "register_notebook", "GameParameters", "ReacherParameters", "AntParameters",
-           "Setup",
-           "setup", "check_preset", "injected_names", "running_headless"]
-
-#: notebook name -> its `Parameters` class
-NOTEBOOKS: dict[str, type["Parameters"]] = {}
-
-BACKENDS = ("serial", "local", "ray")
-
-
-def register_notebook(name: str):
-    """Class decorator: ``cls`` declares the parameters cell of ``notebooks/<name>.ipynb``."""
-    def deco(cls):
-        cls.notebook = name
-        NOTEBOOKS[name] = cls
-        return cls
-    return deco
-
-
-@dataclass
-class Parameters(Config):
-    """A notebook's parameters cell as a checked dataclass (no defaults: the cell holds them).
-
-    Class attributes: ``generator_section`` (the preset section of the notebook's dataset
-    generator), ``from_preset`` (parameters whose ``None`` means "the preset file's value"),
-    ``headline`` (the results table `make run` prints). Every notebook has ``preset``,
-    ``methods``, ``backend``, ``ray_address`` and ``live``.
-    """
-
-    label: ClassVar[str] = "parameter"
-    notebook: ClassVar[str] = ""
-    generator_section: ClassVar[str | None] = None
-    from_preset: ClassVar[tuple[str, ...]] = ()
-    headline: ClassVar[str] = ""
-
-    @classmethod
-    def default_preset(cls) -> str | None:
-        """The preset a ``None`` preset parameter stands for (None: a preset must be named)."""
-        return None
-
-    @classmethod
-    def sections(cls) -> tuple[str, ...]:
-        """The preset sections this notebook uses: its generator, the world model, its methods."""
-        methods = _field_choices(cls, "methods")
-        return tuple(s for s in (cls.generator_section, "world_model", *methods) if s in cfg.SECTIONS)
-
-
-def _field_choices(cls: type, name: str) -> tuple:
-    return tuple({f.name: f for f in dataclasses.fields(cls)}[name].metadata.get("choices") or ())
-
-
-def _p(doc: str, **kw: Any) -> Any:
-    return param(MISSING, doc, **kw)
-
-
-PRESET_DOC = "params/<notebook>/<preset>.yaml: ci (minutes, CI), cpu (2 cores), gpu (paper scale), or your own"
-LIVE_DOC = "None: live plots and widgets in JupyterLab, static figures under papermill/nbconvert/nbval"
-
-
-@register_notebook("coordination_game")
-@dataclass
-class GameParameters(Parameters):
-    """notebooks/coordination_game.ipynb: Table 1 and Table 3 (PAPER.md section 6)."""
-
-    generator_section: ClassVar[str] = "generator"
-    headline: ClassVar[str] = "table3"
-
-    preset: str = _p(PRESET_DOC)
-    datasets: tuple[str, ...] = _p("Table 1 datasets", choices=("favorable", "neutral", "unfavorable"))
-    methods: tuple[str, ...] = _p("methods of Table 3 (discrete actions)",
-                                  choices=("iql", "maiql", "maiql_ft", "ibc", "moma_ppo"))
-    seeds: int = _p("seeds 0 .. seeds-1; each seed collects its own dataset", ge=1)
-    backend: str = _p("where jobs run", choices=BACKENDS)
-    ray_address: str | None = _p("an existing Ray cluster, or None for a local one")
-    live: bool | None = _p(LIVE_DOC)
-    eval_episodes: int = _p("greedy evaluation episodes per seed (paper 100)", ge=1)
-
-
-@register_notebook("reacher")
-@dataclass
-class ReacherParameters(Parameters):
-    """notebooks/reacher.ipynb: Table 2, Table 4a and the convention analysis."""
-
-    generator_section: ClassVar[str] = "reacher_generator"
-    from_preset: ClassVar[tuple[str, ...]] = ("seeds", "po_memory")
-    headline: ClassVar[str] = "table4a"
-
-    preset: str = _p(PRESET_DOC)
-    observation: tuple[str, ...] = _p("observation settings of Table 4a", choices=("fo", "independent", "leader"))
-    methods: tuple[str, ...] = _p("methods of Table 4a", choices=(
-        "iql", "maiql", "maiql_ft", "matd3bc", "ibc", "itd3bc", "icql", "iomar", "moma_ppo"))
-    seeds: int | None = _p("seeds 0 .. seeds-1 (None: the preset's)", ge=1)
-    po_memory: bool | None = _p("attention memory under partial observability (None: the preset's)")
-    backend: str = _p("where jobs run", choices=BACKENDS)
-    ray_address: str | None = _p("an existing Ray cluster, or None for a local one")
-    live: bool | None = _p(LIVE_DOC)
-    eval_episodes: int = _p("greedy evaluation episodes per seed (paper 100)", ge=1)
-
-
-ANT_DATASETS = ("random", "medium", "full-replay", "expert")   # momawb.generate.ant.DATASETS (not imported here: MuJoCo)
-
-
-@register_notebook("ant")
-@dataclass
-class AntParameters(Parameters):
-    """notebooks/ant.ipynb: Table 2 (Ant), Table 4b, Table 5, gaits and mis-adapted partners."""
-
-    generator_section: ClassVar[str] = "ant_generator"
-    from_preset: ClassVar[tuple[str, ...]] = ("seeds", "po_memory", "table5", "eval_episodes")
-    headline: ClassVar[str] = "table4b"
-
-    preset: str | None = _p(PRESET_DOC + "; None: gpu where CUDA is available, else cpu")
-    dataset: str = _p("a generated dataset (random, medium, full-replay, expert) or the path of a D4RL .hdf5 "
-                      "file or Minari folder of Ant data")
-    observability: tuple[str, ...] = _p("observation settings of Table 4b", choices=("fo", "po"))
-    methods: tuple[str, ...] = _p("methods of Table 4b (IQL runs under fo only)", choices=(
-        "iql", "maiql", "maiql_ft", "matd3bc", "ibc", "itd3bc", "icql", "iomar", "moma_ppo"))
-    seeds: int | None = _p("seeds 0 .. seeds-1 (None: the preset's; the paper: 3)", ge=1)
-    po_memory: bool | None = _p("attention memory under partial observability (None: the preset's)")
-    table5: bool | None = _p("also train MOMA-PPO in the ground-truth simulator (Table 5; None: the preset's)")
-    backend: str = _p("where jobs run", choices=BACKENDS)
-    ray_address: str | None = _p("an existing Ray cluster, or None for a local one")
-    live: bool | None = _p(LIVE_DOC)
-    eval_episodes: int | None = _p("greedy evaluation episodes per seed (None: the preset's; the paper: 100)", ge=1)
-
-    @classmethod
-    def default_preset(cls) -> str:
-        from momawb.runs import pick_device
-        return "gpu" if pick_device().type == "cuda" else "cpu"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.dataset not in ANT_DATASETS and not Path(self.dataset).expanduser().exists():
-            raise ConfigError(f"parameter dataset = {self.dataset!r} is neither a generated Ant dataset "
-                              f"({', '.join(ANT_DATASETS)}) nor an existing D4RL .hdf5 file or Minari folder")
-
-    @property
-    def dataset_name(self) -> str:
-        """The D4RL name the dataset stands for (Table 2 and 4b rows), from a path's file name too."""
-        if self.dataset in ANT_DATASETS:
-            return self.dataset
-        stem = Path(self.dataset).name.lower().replace("_", "-")
-        return next((n for n in ("full-replay", "medium", "expert", "random") if n in stem), stem)
+           "AntAblationParameters", "Setup", "setup", "check_preset", "injected_names", "running_headless"]
 
 
 # ----------------------------------------------------------------------------- checks
@@ -308,6 +170,12 @@ class Setup:
     def preset(self) -> str:
         return self.params.preset
 
+    @property
+    def job_notebook(self) -> str:
+        """Whose preset files configure this notebook's jobs (``Job.notebook``): its own, or
+        ``sections_from``'s (the ablations run MOMA-PPO as the Ant notebook configures it)."""
+        return type(self.params).sections_from or self.notebook
+
     def estimate_wall_time(self, jobs, **kw) -> None:
         """Print `momawb.estimate.estimate` of ``jobs`` on this machine (kept as ``estimate``)."""
         from momawb.estimate import estimate
@@ -373,6 +241,13 @@ def setup(notebook: str, ns: dict, *, quiet: bool = False) -> Setup:
                                   f"{k!r}; pass -p {k} <value> or add it to the file")
             raw[k] = from_file[k]
     params = spec(**raw)
+    if spec.sections_from:  # this notebook's sections are another notebook's (the same runs)
+        if file_sections:
+            raise ConfigError(f"{preset_file}: sections {sorted(file_sections)} belong in "
+                              f"params/{spec.sections_from}/{raw['preset']}.yaml (notebooks/{notebook} reads them "
+                              "there); pass changes with papermill (-y) instead")
+        other, preset_file = cfg.read_preset(spec.sections_from, raw["preset"])
+        file_sections = {k: dict(v or {}) for k, v in other.items() if k in sections}
     # 2. the sections through their dataclasses (imports the algorithm modules, torch)
     merged, overrides, changes = {}, {}, {}
     for name in sections:

@@ -25,7 +25,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 __all__ = ["LiveCurves", "learning_curves", "smooth", "method_colors", "convention_figure", "convention_fractions",
-           "calibration_figure", "dataset_explorer", "use_notebook_renderers",
+           "calibration_figure", "state_norm_figure", "dataset_explorer", "use_notebook_renderers",
            "STEP_UNITS"]
 
 #: Reacher episode labels (`momawb.conventions`) and their colours
@@ -83,7 +83,8 @@ def _figure(live: bool) -> go.Figure:
     return go.Figure()
 
 
-def _panels(methods: Sequence[str], display: Mapping[str, str], title: str, cols: int = 4) -> go.Figure:
+def _panels(methods: Sequence[str], display: Mapping[str, str], title: str, cols: int = 4,
+            units: Mapping[str, str] | None = None) -> go.Figure:
     from plotly.subplots import make_subplots
     n = max(1, len(methods))
     cols = min(cols, n)
@@ -91,7 +92,7 @@ def _panels(methods: Sequence[str], display: Mapping[str, str], title: str, cols
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[display.get(m, m) for m in methods],
                         horizontal_spacing=0.06, vertical_spacing=0.16 if rows > 1 else 0.1, shared_yaxes=True)
     for i, m in enumerate(methods):
-        fig.update_xaxes(title_text=STEP_UNITS.get(m, "gradient steps"), title_font_size=11,
+        fig.update_xaxes(title_text=(units or STEP_UNITS).get(m, "gradient steps"), title_font_size=11,
                          row=i // cols + 1, col=i % cols + 1)
     for r in range(rows):
         fig.update_yaxes(title_text="normalised score", row=r + 1, col=1)
@@ -110,14 +111,15 @@ class LiveCurves:
     False it draws nothing (the static `learning_curves` figure follows the training cell)."""
 
     def __init__(self, methods: Sequence[str], tasks: Sequence[str], display: Mapping[str, str] | None = None,
-                 live: bool = True, task_key: str = "task", title: str = "learning curves as runs finish"):
+                 live: bool = True, task_key: str = "task", title: str = "learning curves as runs finish",
+                 units: Mapping[str, str] | None = None):
         self.methods, self.tasks, self.task_key = list(methods), [str(t) for t in tasks], task_key
         self.display, self.live = dict(display or {}), live
         self.colors = method_colors(self.methods)
         self.fig = None
         if live:
             try:
-                self.fig = go.FigureWidget(_panels(self.methods, self.display, title, self._cols))
+                self.fig = go.FigureWidget(_panels(self.methods, self.display, title, self._cols, units))
             except ImportError:  # anywidget missing: no live plot, the static figure still follows
                 self.fig = None
 
@@ -151,12 +153,13 @@ class LiveCurves:
 
 def learning_curves(rows: Iterable[Mapping], methods: Sequence[str] | None = None, task_key: str = "task",
                     display: Mapping[str, str] | None = None, smoothing: float = 0.0, tasks: Sequence[str] | None = None,
-                    title: str = "") -> go.Figure:
+                    title: str = "", units: Mapping[str, str] | None = None) -> go.Figure:
     """Greedy-evaluation score during training: one panel per method on its own step axis, the
     mean over seeds per task (line style) with a +-1 s.e. band and each seed as a faint line.
 
     ``rows`` are result rows with ``curve`` [(step, score), ...]; ``smoothing`` is the weight of
-    `smooth` applied to every seed's curve before averaging (the paper: 0.8)."""
+    `smooth` applied to every seed's curve before averaging (the paper: 0.8). ``units`` names each
+    method's step (default `STEP_UNITS`; e.g. MOMA-PPO's iterations for ablation variants)."""
     rows = [r for r in rows if r.get("curve")]
     display = dict(display or {})
     present = {r["method"] for r in rows}
@@ -165,7 +168,7 @@ def learning_curves(rows: Iterable[Mapping], methods: Sequence[str] | None = Non
     colors = method_colors(methods)
     cols = min(4, len(methods) or 1)
     sm = f", smoothed (EMA {smoothing:g})" if smoothing > 0 else ""
-    fig = _panels(methods, display, title or f"learning curves: mean over seeds ± s.e., seeds faint{sm}", cols)
+    fig = _panels(methods, display, title or f"learning curves: mean over seeds ± s.e., seeds faint{sm}", cols, units)
     groups: dict = defaultdict(list)
     for r in rows:
         groups[(r["method"], str(r[task_key]))].append(np.asarray(r["curve"], np.float64))
@@ -263,6 +266,30 @@ def calibration_figure(cal: Mapping, title: str = "") -> go.Figure:
         fig.update_xaxes(title_text="rollout step", row=1, col=2)
         fig.update_yaxes(type="log", row=1, col=2)
     fig.update_layout(title=title or "does the ensemble know where it is wrong?", height=420)
+    return fig
+
+
+def state_norm_figure(norms: Mapping[str, Mapping], title: str = "") -> go.Figure:
+    """The no-clipping plot: ``norms`` maps a label (whose actions: the dataset's, a team's) to a
+    `momawb.calibration.rollout_state_norms` output; per label, the median and 90th percentile
+    of ||s_hat|| along the rollouts with the bounding-box clip (solid) and without (dashed), on a
+    log axis, against the dataset's 99th percentile and maximum (grey lines)."""
+    fig = go.Figure()
+    data = None
+    for i, (label, out) in enumerate(norms.items()):
+        data = out["dataset"]
+        for name, dash in (("clipped", "solid"), ("unclipped", "dash")):
+            x = np.arange(1, out[name].shape[1] + 1)
+            for q, width in ((50, 2.5), (90, 1)):
+                fig.add_trace(go.Scatter(x=x, y=np.percentile(out[name], q, axis=0), mode="lines+markers",
+                                         name=f"{label}: {name}, {'median' if q == 50 else '90th pct'}",
+                                         line=dict(color=PALETTE[i % len(PALETTE)], dash=dash, width=width)))
+    if data is not None:
+        for k, dash in (("p99", "dot"), ("max", "dash")):
+            fig.add_hline(y=data[k], line=dict(color="#888", dash=dash),
+                          annotation_text=f"dataset {k} ({data[k]:.3g})", annotation_position="top left")
+    fig.update_layout(title=title or "norm of predicted states along model rollouts, with and without the clip",
+                      xaxis_title="rollout step", yaxis_title="||s_hat|| (log)", yaxis_type="log", height=420)
     return fig
 
 

@@ -158,16 +158,25 @@ def _world_model_config(job: Job):
                     job.section_overrides("world_model"), section="world_model")
 
 
+def _fit_config(job: Job):
+    """The world-model config that is *fitted* for ``job``: its step-time switches (`STEP_OPTIONS`)
+    at their defaults, so the no-clipping ablation shares the ensemble with MOMA-PPO."""
+    from momawb.world_model import STEP_OPTIONS, WorldModelConfig
+    return _world_model_config(job).replace(**{k: getattr(WorldModelConfig(), k) for k in STEP_OPTIONS})
+
+
 def fit_world_model_job(job: Job, progress: bool = False):
-    """Fit (or load) the world model that MOMA-PPO uses for ``job``'s dataset."""
+    """Fit (or load) the world model that MOMA-PPO uses for ``job``'s dataset, with ``job``'s
+    step-time options (e.g. ``clip_state``)."""
     from momawb.runs import Run
     from momawb.train import dataset_tag
-    from momawb.world_model import load_or_fit
+    from momawb.world_model import STEP_OPTIONS, load_or_fit
     domain, dataset = _setup(job)
-    wm_cfg = _world_model_config(job)
-    run = Run(f"{domain.name}/{dataset_tag(dataset)}/world_model", wm_cfg, seed=0, root=job.root,
-              device=getattr(wm_cfg, "device", None))
-    return load_or_fit(dataset, domain, wm_cfg, run, progress=progress)
+    wm_cfg, fit_cfg = _world_model_config(job), _fit_config(job)
+    run = Run(f"{domain.name}/{dataset_tag(dataset)}/world_model", fit_cfg, seed=0, root=job.root,
+              device=getattr(fit_cfg, "device", None))
+    model = load_or_fit(dataset, domain, fit_cfg, run, progress=progress)
+    return model.with_options(**{k: getattr(wm_cfg, k) for k in STEP_OPTIONS})
 
 
 def run_job(job: Job, progress: bool = False, threads: int | None = None) -> dict:
@@ -185,6 +194,10 @@ def run_job(job: Job, progress: bool = False, threads: int | None = None) -> dic
         from momawb.evaluation import evaluate
         first = evaluate(res.team, domain, episodes=1, record=True).trajectories["actions"][0, 0, :, 0]
         row["greedy_joint_action"] = first.astype(int).tolist()
+    if job.method == "moma_ppo":  # what happened inside its rollouts (ablations): means over training
+        from momawb.ablations import rollout_summary
+        from momawb.runs import read_metrics
+        row["rollouts"] = rollout_summary(read_metrics(res.run_dir))
     if job.domain == "reacher":  # which way its greedy episodes bend the elbow, and mis-coordination
         from momawb.conventions import measure_conventions
         row["conventions"] = measure_conventions(res.team, domain, episodes=job.eval_episodes)
@@ -210,8 +223,8 @@ def trained_team(job: Job):
 
 def _wm_jobs(jobs: Sequence[Job]) -> list[Job]:
     return _unique((j for j in jobs if j.method == "moma_ppo"),
-                   lambda j: (j.domain, j.dataset, j.data_seed, j.notebook, j.preset, j.root,
-                              dict(j.overrides).get("world_model"), json.dumps(generator_overrides(j), sort_keys=True)))
+                   lambda j: (j.domain, j.dataset, j.data_seed, j.root, json.dumps(_fit_config(j).to_dict(), sort_keys=True),
+                              json.dumps(generator_overrides(j), sort_keys=True)))
 
 
 def sweep(jobs: Sequence[Job], backend: str = "local", workers: int | None = None,

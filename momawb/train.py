@@ -100,8 +100,10 @@ def train(method: str, dataset: Dataset, domain, config: cfg.Config | Mapping | 
     if not isinstance(config, cfg.Config):
         config = method_config(method, overrides=config)
     name = f"{domain.name}-{domain.task}/{dataset_tag(dataset)}/{method}"
-    run = Run(name, {"method": method, "config": config, "eval_episodes": eval_episodes,
-                     "eval_seed": eval_seed}, seed=seed, root=root, device=getattr(config, "device", None))
+    key = {"method": method, "config": config, "eval_episodes": eval_episodes, "eval_seed": eval_seed}
+    if extra.get("world_model") is not None:  # a policy trained in a model depends on that model
+        key["world_model"] = extra["world_model"].identity()
+    run = Run(name, key, seed=seed, root=root, device=getattr(config, "device", None))
     done = run.read_json("result.json")
     t0 = time.time()
     team = _function(method)(config, dataset, domain, run, progress=progress, **extra)

@@ -49,7 +49,10 @@ from momawb.nets import ACTIVATIONS, StackedMLP
 from momawb.runs import Run, atomic_torch_save, pick_device, train_loop
 
 __all__ = ["WorldModelConfig", "GaussianEnsemble", "WorldModel", "EnsembleTrainer", "fit_world_model",
-           "load_or_fit", "gaussian_nll", "ensemble_uncertainty", "majority_not_terminal"]
+           "load_or_fit", "STEP_OPTIONS", "gaussian_nll", "ensemble_uncertainty", "majority_not_terminal"]
+
+#: config fields that act only in `WorldModel.step` (not in fitting): a fitted model takes others (`with_options`)
+STEP_OPTIONS = ("clip_state",)
 
 _CHUNK = 16384   # rows per forward pass in evaluation / step (memory only; results do not depend on it)
 MODEL_FILE = "world_model.pt"
@@ -214,6 +217,23 @@ class WorldModel:
         self.elites, self.val_scores = [int(i) for i in elites], [float(v) for v in val_scores]
         self.meta = dict(meta or {})
         self._elite_net = self.ensemble.subset(self.elites)
+
+    def with_options(self, **options: Any) -> "WorldModel":
+        """The same fitted model (shared weights) with other step-time options (`STEP_OPTIONS`,
+        e.g. ``clip_state=False`` for the no-clipping ablation). Raises ValueError for others."""
+        bad = sorted(set(options) - set(STEP_OPTIONS))
+        if bad:
+            raise ValueError(f"{bad} change what was fitted; only {STEP_OPTIONS} can differ from a fitted model")
+        if all(getattr(self.config, k) == v for k, v in options.items()):
+            return self
+        return WorldModel(self.domain, self.config.replace(**options), self.ensemble, self.stats, self.elites,
+                          self.val_scores, self.device, self.meta)
+
+    def identity(self) -> dict:
+        """What a policy trained in this model depends on: the fitted run (its folder name holds the
+        hash of the fitted config) and the step-time options. MOMA-PPO runs key on it."""
+        fitted = Path(str(self.meta["run"])).name if self.meta.get("run") else self.config.to_dict()
+        return {"fitted": fitted, **{k: getattr(self.config, k) for k in STEP_OPTIONS}}
 
     # ------------------------------------------------------------------ prediction
     def _check(self, states, actions) -> tuple[torch.Tensor, torch.Tensor]:
