@@ -63,6 +63,7 @@ from momawb.config import Config, ConfigError, param, register
 from momawb.evaluation import evaluate
 from momawb.model_env import SimulatorEnv, StepOut
 from momawb.nets import AgentEncoder, AgentMLP, AgentPolicy, Mixer, NormalizedEncoder, PolicyTeam, RunningNorm
+from momawb.precision import PRECISIONS, adam, autocast
 from momawb.rollouts import OnlineCollector, Rollouts, model_rollouts, sample_starts
 from momawb.runs import Run, iterate_minibatches, pick_device, train_loop
 
@@ -138,6 +139,10 @@ class MomaPPOConfig(Config):
     log_every: int = param(10, "iterations between metric rows", ge=0)
     checkpoint_every: int = param(500, "iterations between checkpoints", ge=0)
     device: str = param("auto", "'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1'")
+    # speed (momawb.precision; opt-in, recorded in the run's config)
+    precision: str = param("fp32", "'fp32'; 'bf16': the agents' encoder (the attention memory) under bfloat16 "
+                           "autocast; 'tf32': TF32 matmuls on CUDA", choices=PRECISIONS)
+    fused_adam: bool = param(False, "torch's fused (single-kernel) Adam: equal to rounding, faster")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -185,6 +190,13 @@ class MomaPPOAgents(nn.Module):
                 self.mixer.net[-1].bias.mul_(cfg.mixer_init_scale)
         self.state_norm = RunningNorm((domain.state_dim,), cfg.norm_clip) if cfg.obs_norm else None
         self.value_norm = RunningNorm(()) if cfg.value_norm else None
+        self.precision = cfg.precision
+
+    def features(self, obs: torch.Tensor, hist: torch.Tensor | None) -> torch.Tensor:
+        """x = encoder(obs, hist) in the config's ``precision``, returned as float32."""
+        with autocast(self.precision, obs.device):
+            x = self.encoder(obs, hist)
+        return x.float()
 
     def value(self, x: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
         """The team value (standardised when ``value_norm``)."""
@@ -239,7 +251,7 @@ def ppo_loss(agents: MomaPPOAgents, mb: dict, alpha: float, cfg: MomaPPOConfig,
     -alpha H with H = min(E[-r log pi], E[-clip(r) log pi]), action penalty weighted by
     max(r, clip(r)). ``mb``: obs (B, N, O), hist, states (B, S), actions, old_logp, adv, returns
     (the value targets: standardised with ``value_norm``)."""
-    x = agents.encoder(mb["obs"], mb["hist"])
+    x = agents.features(mb["obs"], mb["hist"])
     dist = agents.policy.distribution(x)
     logp = joint_log_prob(agents.policy, dist, mb["actions"])
     log_ratio = (logp - mb["old_logp"]).clamp(max=MAX_LOG_RATIO)
@@ -278,7 +290,7 @@ class MomaPPO:
             groups.append({"params": critic, "lr": cfg.critic_lr or cfg.lr})
         if mem_ids:
             groups.append({"params": list(memory.parameters()), "lr": cfg.memory_lr})
-        self.opt = torch.optim.Adam(groups)
+        self.opt = adam(groups, cfg.lr, cfg.fused_adam)
         self.alpha = float(cfg.alpha_init)
         self.iterations, self.transitions = 0, 0
 
@@ -293,19 +305,38 @@ class MomaPPO:
 
     @torch.no_grad()
     def _flatten(self, ro: Rollouts) -> dict:
-        """Alive transitions with old values, returns and advantages, as flat (M, ...) tensors."""
+        """Alive transitions with old values, returns and advantages, as flat (M, ...) tensors.
+
+        Values are computed for alive rows only. x(s) is the encoder output the rollout computed
+        for the policy (same parameters); x(s') is x of the next step where the rollout went on
+        (s' and its history are that step's), so the encoder runs only for each rollout's last
+        state."""
         b, k = ro.alive.shape
         flat = lambda t: None if t is None else t.reshape(b * k, *t.shape[2:])  # noqa: E731
-        d = self.domain
-        values = self.agents.value(self.agents.encoder(d.observe(flat(ro.states)), flat(ro.hist)), flat(ro.states))
-        next_values = self.agents.value(self.agents.encoder(d.observe(flat(ro.next_states)), flat(ro.next_hist)),
-                                        flat(ro.next_states))
-        values, next_values = self.agents.returns(values.reshape(b, k)), self.agents.returns(next_values.reshape(b, k))
+        d, agents = self.domain, self.agents
+        m = ro.alive.reshape(-1)
+        states, next_states = flat(ro.states)[m], flat(ro.next_states)[m]
+        hist = None if ro.hist is None else flat(ro.hist)[m]
+        x = flat(ro.features)[m] if ro.features is not None else agents.features(d.observe(states), hist)
+        if ro.features is not None:   # the next step's x where the rollout went on
+            on = ro.alive[:, 1:] & (ro.not_timeout[:, :-1] > 0) & (ro.not_terminal[:, :-1] > 0)   # s_{j+1} = s'_j
+            went_on = torch.cat([on, torch.zeros_like(ro.alive[:, :1])], 1).reshape(-1)[m]
+            x_next = torch.cat([ro.features[:, 1:], ro.features[:, -1:]], 1).reshape(b * k, *x.shape[1:])[m].clone()
+        else:
+            went_on = torch.zeros(len(states), dtype=torch.bool, device=states.device)
+            x_next = torch.empty_like(x)
+        last = ~went_on
+        if last.any():
+            nh = None if ro.next_hist is None else flat(ro.next_hist)[m][last]
+            x_next[last] = agents.features(d.observe(next_states[last]), nh)
+        values = torch.zeros(b * k, device=states.device)
+        next_values = torch.zeros(b * k, device=states.device)
+        values[m] = agents.returns(agents.value(x, states))
+        next_values[m] = agents.returns(agents.value(x_next, next_states))
+        values, next_values = values.reshape(b, k), next_values.reshape(b, k)
         returns, adv = timeout_gae(ro.rewards, values, next_values, ro.not_terminal, ro.not_timeout,
                                    self.cfg.gamma, self.cfg.gae_lambda)
-        m = ro.alive.reshape(-1)
-        states = flat(ro.states)[m]
-        out = {"states": states, "obs": d.observe(states), "hist": None if ro.hist is None else flat(ro.hist)[m],
+        out = {"states": states, "obs": d.observe(states), "hist": hist,
                "actions": flat(ro.actions)[m], "old_logp": flat(ro.logp)[m], "returns": flat(returns)[m],
                "adv": flat(adv)[m], "values": flat(values)[m]}
         if self.cfg.normalize_advantages and len(out["adv"]) > 1:

@@ -52,6 +52,7 @@ class Rollouts:
     not_terminal: torch.Tensor  # (b, k) float
     not_timeout: torch.Tensor   # (b, k) float
     alive: torch.Tensor         # (b, k) bool
+    features: torch.Tensor | None = None   # (b, k, N, D) the encoder output the policy acted on, or None
 
     @staticmethod
     def stack(steps: list[dict]) -> "Rollouts":
@@ -116,7 +117,8 @@ def model_rollouts(agents: MomaPPOAgents, env, domain, start: dict, cfg: MomaPPO
     steps = []
     for j in range(k):
         obs = domain.observe(states)                                   # (b, N, O)
-        actions, logp = agents.policy.sample(agents.encoder(obs, hist))
+        x = agents.features(obs, hist)
+        actions, logp = agents.policy.sample(x)
         env_actions = actions if domain.discrete else actions.clamp(-cfg.action_bound, cfg.action_bound)
         sim = {} if qpos is None else {"qpos": qpos, "qvel": qvel}
         out = env.step(states, env_actions, None, **sim)
@@ -130,7 +132,7 @@ def model_rollouts(agents: MomaPPOAgents, env, domain, start: dict, cfg: MomaPPO
                           actions=actions, logp=logp.sum(-1), rewards=reward, raw_rewards=out.rewards,
                           penalty=pen, eps_g=out.eps_g, not_terminal=not_term.float(),
                           clipped=out.clipped if out.clipped is not None else torch.zeros_like(out.eps_g),
-                          not_timeout=(~timeout).float(), alive=alive))
+                          not_timeout=(~timeout).float(), alive=alive, features=x))
         alive = alive & not_term & ~timeout
         keep = alive[:, None]
         states = torch.where(keep, out.next_states, states)
@@ -174,7 +176,8 @@ class OnlineCollector:
         states = self._states()
         for t in range(T):
             obs = d.observe(states)
-            actions, logp = agents.policy.sample(agents.encoder(obs, self.hist))
+            x = agents.features(obs, self.hist)
+            actions, logp = agents.policy.sample(x)
             env_act = actions if d.discrete else actions.clamp(-cfg.action_bound, cfg.action_bound)
             env_act = env_act.cpu().numpy()
             rew, term, trunc = np.zeros(n, np.float32), np.zeros(n, bool), np.zeros(n, bool)
@@ -195,7 +198,7 @@ class OnlineCollector:
                               clipped=torch.zeros(n, device=self.device),
                               not_terminal=torch.as_tensor(~term, device=self.device).float(),
                               not_timeout=torch.as_tensor(~timeout, device=self.device).float(),
-                              alive=torch.ones(n, dtype=torch.bool, device=self.device)))
+                              alive=torch.ones(n, dtype=torch.bool, device=self.device), features=x))
             done = term | trunc
             for e in np.flatnonzero(done):
                 self.finished.append(float(self.ep_return[e]))

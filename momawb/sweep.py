@@ -24,7 +24,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
-__all__ = ["Job", "grid", "observation_grid", "run_job", "trained_team", "fit_world_model_job", "sweep",
+__all__ = ["Job", "grid", "observation_grid", "run_job", "trained_team", "fit_world_model_job", "sweep", "gpu_slots",
+           "ray_resources",
            "write_results", "read_results", "run_key", "CENTRALIZED"]
 
 #: methods that act on the global state (centralized execution): run only under full observability
@@ -229,13 +230,22 @@ def _wm_jobs(jobs: Sequence[Job]) -> list[Job]:
 
 def sweep(jobs: Sequence[Job], backend: str = "local", workers: int | None = None,
           address: str | None = None, progress: bool = True,
-          on_result: Callable[[dict], None] | None = None) -> list[dict]:
+          on_result: Callable[[dict], None] | None = None, workers_per_gpu: int | None = None) -> list[dict]:
     """Run ``jobs``; ``backend`` is 'serial', 'local' (process pool) or 'ray'. Rows come back
-    in job order; ``on_result(row)`` sees each as it finishes (live plots)."""
+    in job order; ``on_result(row)`` sees each as it finishes (live plots).
+
+    ``workers_per_gpu`` places that many jobs on each visible GPU at once (small MOMA-PPO runs
+    leave a GPU mostly idle; gpu-notes: 4 runs on one H200 gave 3.4x the throughput of one):
+    the local pool gets ``n_gpus * workers_per_gpu`` workers, each pinned to one GPU through
+    ``CUDA_VISIBLE_DEVICES``; on Ray each task asks for ``num_gpus = 1 / workers_per_gpu``.
+    Ignored where CUDA is not available."""
     if backend not in ("serial", "local", "ray"):
         raise ValueError(f"backend must be 'serial', 'local' or 'ray', got {backend!r}")
+    if workers_per_gpu is not None and workers_per_gpu < 1:
+        raise ValueError(f"workers_per_gpu must be >= 1, got {workers_per_gpu}")
     jobs = list(jobs)
-    workers = workers or max(1, os.cpu_count() or 1)
+    slots = gpu_slots(workers_per_gpu)
+    workers = workers or len(slots) or max(1, os.cpu_count() or 1)
     # datasets, then world models, each once (no two workers write one file), then the jobs
     phases = [(prepare_dataset_job, _dataset_jobs(jobs), False), (fit_world_model_job, _wm_jobs(jobs), False),
               (run_job, jobs, True)]
@@ -243,14 +253,44 @@ def sweep(jobs: Sequence[Job], backend: str = "local", workers: int | None = Non
     pool = None  # one pool of spawned workers for both phases (each worker imports torch once)
     try:
         for fn, phase_jobs, collect in phases:
-            pool = _phase(fn, phase_jobs, collect, rows, backend, workers, address, progress, on_result, pool)
+            pool = _phase(fn, phase_jobs, collect, rows, backend, workers, address, progress, on_result, pool,
+                          slots, workers_per_gpu)
     finally:
         if pool is not None:
             pool.shutdown()
     return [r for r in rows if r is not None]
 
 
-def _phase(fn, phase_jobs, collect, rows, backend, workers, address, progress, on_result, pool):
+def gpu_slots(workers_per_gpu: int | None, n_gpus: int | None = None) -> list[int]:
+    """The GPU index of each local worker: every visible GPU ``workers_per_gpu`` times (empty
+    when it is None or no GPU is visible)."""
+    if not workers_per_gpu:
+        return []
+    if n_gpus is None:
+        import torch
+        n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return [g for g in range(n_gpus) for _ in range(workers_per_gpu)]
+
+
+def _pin_gpu(queue) -> None:
+    """Pool initializer: this worker sees only the GPU it takes from ``queue`` (before torch
+    initialises CUDA in it)."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = str(queue.get())
+
+
+def process_pool(workers: int, slots: Sequence[int] = ()) -> ProcessPoolExecutor:
+    """Spawned workers; with ``slots`` (`gpu_slots`), worker i sees only GPU ``slots[i]``."""
+    ctx = get_context("spawn")
+    if not slots:
+        return ProcessPoolExecutor(workers, mp_context=ctx)
+    queue = ctx.Queue()
+    for g in slots[:workers]:
+        queue.put(g)
+    return ProcessPoolExecutor(min(workers, len(slots)), mp_context=ctx, initializer=_pin_gpu, initargs=(queue,))
+
+
+def _phase(fn, phase_jobs, collect, rows, backend, workers, address, progress, on_result, pool, slots=(),
+           workers_per_gpu=None):
     """Run one phase (datasets, world models or jobs); returns the process pool for reuse."""
     if not phase_jobs:
         return pool
@@ -270,12 +310,12 @@ def _phase(fn, phase_jobs, collect, rows, backend, workers, address, progress, o
     elif backend == "local":
         threads = max(1, (os.cpu_count() or 1) // workers)
         if pool is None:
-            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+            pool = process_pool(workers, slots)
         futs = {pool.submit(_call, fn, j, threads): i for i, j in enumerate(phase_jobs)}
         for f in as_completed(futs):
             done(futs[f], f.result())
     else:
-        _ray_phase(fn, phase_jobs, address, done)
+        _ray_phase(fn, phase_jobs, address, done, workers_per_gpu)
     bar.close()
     return pool
 
@@ -287,12 +327,18 @@ def _call(fn, job: Job, threads: int):
     return out if fn is run_job else None
 
 
-def _ray_phase(fn, jobs: Sequence[Job], address: str | None, done: Callable[[int, Any], None]) -> None:
+def ray_resources(workers_per_gpu: int | None) -> dict:
+    """Ray's per-task resources: one CPU, and a 1/workers_per_gpu share of a GPU when asked."""
+    return {"num_cpus": 1, **({"num_gpus": 1.0 / workers_per_gpu} if workers_per_gpu else {})}
+
+
+def _ray_phase(fn, jobs: Sequence[Job], address: str | None, done: Callable[[int, Any], None],
+               workers_per_gpu: int | None = None) -> None:
     import ray
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  ignore_reinit_error=True, **({} if address else {"num_cpus": os.cpu_count() or 1}))
-    remote = ray.remote(num_cpus=1)(_call)
+    remote = ray.remote(**ray_resources(workers_per_gpu))(_call)
     refs = {remote.remote(fn, j, 1): i for i, j in enumerate(jobs)}
     pending = list(refs)
     while pending:

@@ -46,6 +46,7 @@ from momawb.config import Config, ConfigError, param, register
 from momawb.datasets import Dataset, DatasetError
 from momawb.model_env import StepOut
 from momawb.nets import ACTIVATIONS, StackedMLP
+from momawb.precision import PRECISIONS, adam, autocast
 from momawb.runs import Run, atomic_torch_save, pick_device, train_loop
 
 __all__ = ["WorldModelConfig", "GaussianEnsemble", "WorldModel", "EnsembleTrainer", "fit_world_model",
@@ -89,6 +90,10 @@ class WorldModelConfig(Config):
     log_every: int = param(1000, "steps between logged training rows", ge=0)
     checkpoint_every: int = param(10000, "steps between checkpoints", ge=0)
     device: str = param("auto", "'auto' (the run's device), 'cpu', 'cuda', 'cuda:1', ...")
+    # speed (momawb.precision; opt-in, recorded in the run's config)
+    precision: str = param("fp32", "'fp32'; 'bf16': forward passes under bfloat16 autocast (training and "
+                           "step; validation stays fp32); 'tf32': TF32 matmuls on CUDA", choices=PRECISIONS)
+    fused_adam: bool = param(False, "torch's fused (single-kernel) Adam: equal to rounding, faster")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -259,7 +264,8 @@ class WorldModel:
             for i in range(0, max(len(s), 1), _CHUNK):
                 sc = s[i:i + _CHUNK]
                 x = (torch.cat([sc, self.domain.encode_actions(a[i:i + _CHUNK])], -1) - st["in_mean"]) / st["in_std"]
-                mean, logvar, logit = net(x.expand(net.n, *x.shape))
+                with autocast(self.config.precision, self.device):
+                    mean, logvar, logit = (t.float() for t in net(x.expand(net.n, *x.shape)))
                 y = mean * st["out_std"] + st["out_mean"]
                 nxt = y[..., :-1] + (sc if self.config.target == "delta" else 0.0)
                 out.append((nxt, y[..., -1], torch.exp(0.5 * logvar) * st["out_std"], torch.sigmoid(logit)))
@@ -353,7 +359,7 @@ class EnsembleTrainer:
         self.val = (xn[va.to(device)], yn[va.to(device)], term[va.to(device)])
         self.ensemble = GaussianEnsemble(config.n_members, x.shape[1], domain.state_dim, config.hidden,
                                          config.activation, config.min_logvar, config.max_logvar).to(device)
-        self.opt = torch.optim.Adam(self.ensemble.parameters(), lr=config.lr)
+        self.opt = adam(self.ensemble.parameters(), config.lr, config.fused_adam)
         self.best = {k: v.detach().clone() for k, v in self.ensemble.state_dict().items()}
         self.best_scores = torch.full((config.n_members,), float("inf"))
         self.bad_evals = 0
@@ -361,8 +367,10 @@ class EnsembleTrainer:
     def losses(self, x: torch.Tensor, y: torch.Tensor, d: torch.Tensor,
                known: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """(E, B, .) batch -> per-member (E,) loss terms (section 2: NLL of s' and r, BCE of d);
-        ``known`` (E, B): 0 where s' is not in the data (no state target)."""
-        mean, logvar, logit = self.ensemble(x)
+        ``known`` (E, B): 0 where s' is not in the data (no state target). The forward runs in the
+        config's ``precision``; the losses in float32."""
+        with autocast(self.cfg.precision, self.device):
+            mean, logvar, logit = (t.float() for t in self.ensemble(x))
         return {"nll_state": gaussian_nll(mean[..., :-1], logvar[..., :-1], y[..., :-1], known),
                 "nll_reward": gaussian_nll(mean[..., -1:], logvar[..., -1:], y[..., -1:]),
                 "bce": F.binary_cross_entropy_with_logits(logit, d, reduction="none").mean(1)}

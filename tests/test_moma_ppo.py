@@ -425,3 +425,43 @@ def test_resume_with_stabilisers_is_bit_identical(tmp_path):
     train(cfg.replace(steps=2), ds, dom, Run("r", cfg, seed=1, root=tmp_path / "b"), progress=False)
     resumed = train(cfg, ds, dom, Run("r", cfg, seed=1, root=tmp_path / "b"), progress=False)
     assert_same_numbers(straight.state_dict(), resumed.state_dict(), "team")
+
+
+# ---------------------------------------------------------------------------- speed paths
+@pytest.mark.parametrize("term_at", [None, 3.0])
+def test_flatten_reuses_rollout_features_exactly(term_at):
+    """The values, returns and advantages of `MomaPPO._flatten` from the encoder outputs the rollout
+    kept (x(s') = the next step's x where the rollout went on) equal a full recomputation."""
+    dom = game.make_domain()
+    torch.manual_seed(0)
+    algo = MomaPPO(dom, MomaPPOConfig(**{**SMALL, "horizon": 6, "l_eps": 5.0, "memory": True, "memory_length": 4,
+                                         "obs_norm": True, "value_norm": True}), torch.device("cpu"))
+    starts = {"states": torch.tensor([[0.0], [2.0], [4.0], [-3.0]]), "hist": torch.randn(4, 2, 4, 3),
+              "qpos": None, "qvel": None}
+    ro = model_rollouts(algo.agents, CounterEnv(term_at), dom, starts, algo.cfg)
+    assert ro.features is not None and not ro.alive.all()
+    reused = algo._flatten(ro)
+    ro.features = None
+    recomputed = algo._flatten(ro)
+    for k in ("values", "returns", "adv"):
+        torch.testing.assert_close(reused[k], recomputed[k], rtol=1e-5, atol=1e-6)
+
+
+def test_bf16_and_fused_adam_train_close_to_fp32(tmp_path):
+    """precision='bf16' (autocast on the memory encoder) and fused Adam are opt-in and recorded;
+    two updates of a small memory run stay close to fp32's."""
+    from momawb.datasets import Dataset
+    dom = reach_domain()
+    g = np.random.default_rng(0)
+    s = g.uniform(-0.8, 0.8, (100, 2)).astype(np.float32)
+    ds = Dataset(s, g.uniform(-1, 1, (100, 2)), -np.ones(100), s, np.zeros(100, bool), np.arange(100) % 5 == 4)
+    losses = {}
+    for name, kw in (("fp32", {}), ("bf16", {"precision": "bf16"}), ("fused", {"fused_adam": True})):
+        cfg = MomaPPOConfig(**{**SMALL, "mode": "model", "steps": 2, "memory": True, "memory_length": 3,
+                               "transitions_per_update": 100, "l_eps": 1.0, **kw})
+        run = Run(f"speed-{name}", cfg, root=tmp_path)
+        train(cfg, ds, dom, run, progress=False, world_model=DriftModel())
+        losses[name] = run.metrics()[-1]["train/value_loss"]
+        assert run.config["precision"] == kw.get("precision", "fp32")
+    assert losses["fused"] == pytest.approx(losses["fp32"], rel=1e-4)
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.1)

@@ -167,7 +167,7 @@ def test_parameters_classes_match_the_parameters_cells():
 
     import jupytext
 
-    from momawb import generate
+    from momawb import ablations, generate
     from momawb.train import METHODS
     for name, spec in notebook.NOTEBOOKS.items():
         nb = jupytext.read(cfg.params_dir().parent / "notebooks" / f"{name}.py")
@@ -176,7 +176,8 @@ def test_parameters_classes_match_the_parameters_cells():
                     if isinstance(node, ast.Assign) for t in node.targets}
         assert sorted(defaults) == sorted(spec.keys()), name
         notebook.setup(name, papermill_ns(defaults), quiet=True)
-        assert set(notebook._field_choices(spec, "methods")) <= set(METHODS)
+        known = ablations.VARIANTS if spec.sections_from else METHODS   # the ablations' methods are variants
+        assert set(notebook._field_choices(spec, "methods")) <= set(known)
     assert set(notebook._field_choices(notebook.GameParameters, "datasets")) == set(generate.GAME_DATASETS)
 
 

@@ -104,3 +104,26 @@ def test_dataset_published_by_a_concurrent_worker_is_loaded(tmp_path):
 def test_each_dataset_is_prepared_once_before_training():
     jobs = _jobs("/tmp/x", seeds=(0, 1, 2), datasets=("unfavorable", "neutral"))
     assert len(sweep._dataset_jobs(jobs)) == 2 * len({j.data_seed for j in jobs})
+
+
+def _visible_gpu(_):
+    import os
+    import time
+    time.sleep(0.05)   # let every worker take tasks
+    return os.getpid(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def test_several_workers_per_gpu_are_pinned_to_their_gpu():
+    """workers_per_gpu: each GPU is given to that many local workers (CUDA_VISIBLE_DEVICES, set
+    before torch starts in the worker); Ray tasks ask for a 1/workers_per_gpu share."""
+    assert sweep.gpu_slots(2, n_gpus=3) == [0, 0, 1, 1, 2, 2] and sweep.gpu_slots(None, n_gpus=3) == []
+    assert sweep.ray_resources(4) == {"num_cpus": 1, "num_gpus": 0.25} and sweep.ray_resources(None) == {"num_cpus": 1}
+    pool = sweep.process_pool(4, [0, 0, 1, 1])
+    try:
+        seen = dict(pool.map(_visible_gpu, range(16)))     # worker pid -> its GPU
+    finally:
+        pool.shutdown()
+    assert set(seen.values()) <= {"0", "1"}
+    assert all(list(seen.values()).count(g) <= 2 for g in ("0", "1"))   # at most 2 workers per GPU
+    with pytest.raises(ValueError, match="workers_per_gpu must be >= 1"):
+        sweep.sweep([], workers_per_gpu=0)

@@ -263,3 +263,21 @@ def test_early_stopping_ends_training_and_stays_finished(tmp_path):
     assert model.meta["steps_done"] == 31                 # evals at 10 (best), 20, 30 (no 95 % drop)
     again = fit_world_model(ds, dom, cfg, Run("wm", cfg, seed=0, root=tmp_path), progress=False)
     assert torch.equal(_params(model), _params(again)) and again.meta["steps_done"] == 31   # loaded, not retrained
+
+
+def test_bf16_and_fused_adam_keep_the_validation_nll(tmp_path):
+    """precision='bf16' (autocast forward, fp32 losses and validation) and fused Adam are opt-in,
+    recorded in the run's config, and fit the linear system as well as fp32 does."""
+    data, dom = linear_dataset(), linear_domain()
+    nll = {}
+    for name, kw in (("fp32", {}), ("bf16", {"precision": "bf16"}), ("fused", {"fused_adam": True})):
+        cfg = WorldModelConfig(**{**TINY, "steps": 300, **kw})
+        run = Run(f"wm-{name}", cfg, root=tmp_path)
+        model = fit_world_model(data, dom, cfg, run, progress=False)
+        nll[name] = [r for r in run.metrics() if "eval/val_nll" in r][-1]["eval/val_nll"]
+        assert run.config["precision"] == cfg.precision
+    assert nll["fused"] == pytest.approx(nll["fp32"], abs=0.05)
+    assert nll["bf16"] == pytest.approx(nll["fp32"], abs=0.25)
+    out = model.with_options(clip_state=False).step(torch.as_tensor(data.observations[:8]),
+                                                     torch.as_tensor(data.actions[:8, :, None]))
+    assert out.next_states.dtype == torch.float32 and torch.isfinite(out.eps_g).all()

@@ -1,0 +1,52 @@
+"""Opt-in numerics for speed: the ``precision`` and ``fused_adam`` fields of the world model's and
+MOMA-PPO's configs (both recorded in the run's config, so runs of each kind never share a folder).
+
+* ``precision="fp32"`` (default): plain float32 everywhere; the numbers every test and table use.
+* ``"bf16"``: the networks' forward (and so backward) passes under ``torch.autocast`` with
+  bfloat16 (8 bits of mantissa), outputs cast back to float32 before any loss, log-probability,
+  variance or ensemble statistic. On CPUs with AVX-512 BF16 / AMX the matmuls run several times
+  faster (`benchmarks/bench_precision.py` measures it, and the validation NLL beside fp32's).
+* ``"tf32"``: float32 tensors, matmuls allowed to use TensorFloat-32 (CUDA Ampere and later;
+  ``torch.set_float32_matmul_precision("high")``) for the duration of the step. A no-op on CPU.
+
+``fused_adam=True`` builds ``torch.optim.Adam(..., fused=True)``: one kernel for all parameters
+(CPU and CUDA). It computes Adam's update in another order than the default (foreach)
+implementation, so results match it to rounding, not bit for bit.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterable, Iterator
+
+import torch
+
+__all__ = ["PRECISIONS", "autocast", "adam"]
+
+PRECISIONS = ("fp32", "bf16", "tf32")
+
+
+@contextlib.contextmanager
+def autocast(precision: str, device: torch.device | str) -> Iterator[None]:
+    """The context a forward pass runs in for ``precision`` on ``device`` (see the module doc).
+    Raises ValueError for an unknown precision."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    dev = torch.device(device).type
+    if precision == "bf16":
+        with torch.autocast(dev, dtype=torch.bfloat16):
+            yield
+    elif precision == "tf32" and dev == "cuda":
+        before = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("high")
+        try:
+            yield
+        finally:
+            torch.set_float32_matmul_precision(before)
+    else:
+        yield
+
+
+def adam(params: Iterable, lr: float, fused: bool = False) -> torch.optim.Adam:
+    """``torch.optim.Adam`` over ``params`` (tensors or param-group dicts); ``fused`` picks the
+    single-kernel implementation."""
+    return torch.optim.Adam(params, lr=lr, fused=True) if fused else torch.optim.Adam(params, lr=lr)
