@@ -12,7 +12,7 @@ export JUPYTER_DATA_DIR := $(JHOME)/data
 export JUPYTER_RUNTIME_DIR := $(JHOME)/runtime
 export IPYTHONDIR := $(JHOME)/ipython
 
-.PHONY: setup test test-fast test-gpu run reacher ant lab bench clean refs
+.PHONY: setup test test-fast test-gpu run reacher ant ant-ablations lab bench clean refs
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -51,6 +51,11 @@ reacher: setup
 ant: setup
 	mkdir -p outputs $(JHOME)
 	$(BIN)/python -m momawb.execute ant outputs/ant-cpu.ipynb -p preset cpu -p dataset medium
+
+# MOMA-PPO's ablations (PAPER.md section 7) on the full-replay Ant dataset at the cpu preset (README: wall time)
+ant-ablations: setup
+	mkdir -p outputs $(JHOME)
+	$(BIN)/python -m momawb.execute ant_ablations outputs/ant_ablations-cpu.ipynb -p preset cpu
 
 # JupyterLab on the notebooks and the executed copies under outputs/ (trusted, so any widgets
 # saved in them show as widgets)

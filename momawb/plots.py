@@ -275,19 +275,20 @@ def state_norm_figure(norms: Mapping[str, Mapping], title: str = "") -> go.Figur
     of ||s_hat|| along the rollouts with the bounding-box clip (solid) and without (dashed), on a
     log axis, against the dataset's 99th percentile and maximum (grey lines)."""
     fig = go.Figure()
-    data = None
+    data, k = None, 1
     for i, (label, out) in enumerate(norms.items()):
         data = out["dataset"]
         for name, dash in (("clipped", "solid"), ("unclipped", "dash")):
-            x = np.arange(1, out[name].shape[1] + 1)
+            k = out[name].shape[1]
+            x = np.arange(1, k + 1)
             for q, width in ((50, 2.5), (90, 1)):
                 fig.add_trace(go.Scatter(x=x, y=np.percentile(out[name], q, axis=0), mode="lines+markers",
                                          name=f"{label}: {name}, {'median' if q == 50 else '90th pct'}",
                                          line=dict(color=PALETTE[i % len(PALETTE)], dash=dash, width=width)))
-    if data is not None:
-        for k, dash in (("p99", "dot"), ("max", "dash")):
-            fig.add_hline(y=data[k], line=dict(color="#888", dash=dash),
-                          annotation_text=f"dataset {k} ({data[k]:.3g})", annotation_position="top left")
+    if data is not None:   # traces, not add_hline annotations (those take log10 units on a log axis)
+        for q, dash in (("p99", "dot"), ("max", "dash")):
+            fig.add_trace(go.Scatter(x=[1, k], y=[data[q], data[q]], mode="lines", name=f"dataset {q} ({data[q]:.3g})",
+                                     line=dict(color="#888", dash=dash)))
     fig.update_layout(title=title or "norm of predicted states along model rollouts, with and without the clip",
                       xaxis_title="rollout step", yaxis_title="||s_hat|| (log)", yaxis_type="log", height=420)
     return fig

@@ -1,0 +1,187 @@
+"""Speed against the anchors (issue 19): the world-model update and one MOMA-PPO iteration, in
+fp32 and the opt-in precisions, beside OfflineRL-Kit's trainer and the released MOMA-PPO code
+timed in the same run by their anchor scripts (``../shared/anchors/``, their code unmodified).
+
+1. World-model update, 7 members x 4 x {200, 1024}, batch 256, Ant sizes (35 inputs, 28 targets):
+   ms/step of `EnsembleTrainer.update` for fp32, fp32 + fused Adam, bf16 autocast, bf16 + fused
+   Adam; and the validation NLL each reaches on the same learnable synthetic data after the same
+   steps (at width 200), so a faster setting is shown to learn as well.
+   Anchor: ``offlinerlkit_ensemble_bench.py`` (``EnsembleDynamics.learn``, same sizes).
+2. One MOMA-PPO iteration at PO Ant sizes (4 agents, memory on, 2,000 transitions, k = 10 with
+   no early cut, a 4 x 1024 world model with random weights, 100k-transition synthetic dataset):
+   rollouts + GAE + the MAPPO update, per precision. Anchor: ``official_moma_ppo_bench.py``
+   (``generate_transition_batches`` + ``get_gae`` + ``MAPPO.update_from_batch``, PO, WM 1024).
+
+    python benchmarks/bench_speed.py --okit-src DIR --moma-src DIR [--anchors ../shared/anchors] [--quick]
+
+``--okit-src`` / ``--moma-src``: extracted source trees as the anchors' headers say (e.g.
+``git --git-dir=<mirror> archive HEAD | tar -x -C DIR``); without them only momawb is timed.
+Run it on an otherwise idle machine; the ratios are what to read.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from momawb.datasets import Dataset
+from momawb.domains import make
+from momawb.moma_ppo import MomaPPO, MomaPPOConfig
+from momawb.rollouts import model_rollouts, sample_starts
+from momawb.runs import Run
+from momawb.world_model import EnsembleTrainer, GaussianEnsemble, WorldModel, WorldModelConfig
+
+S, A = 27, 8
+SETTINGS = {"fp32": {}, "fp32 + fused Adam": {"fused_adam": True}, "bf16": {"precision": "bf16"},
+            "bf16 + fused Adam": {"precision": "bf16", "fused_adam": True}}
+
+
+def synthetic(n: int = 100_000, seed: int = 0) -> Dataset:
+    """Ant-shaped transitions with a learnable map: s' = s + 0.1 tanh(W [s, a]) + noise, r = u.s."""
+    g = np.random.default_rng(seed)
+    s, a = g.normal(size=(n, S)).astype(np.float32), g.uniform(-1, 1, (n, A)).astype(np.float32)
+    w, u = g.normal(size=(S + A, S)) / np.sqrt(S + A), g.normal(size=S) / np.sqrt(S)
+    nxt = s + 0.1 * np.tanh(np.c_[s, a] @ w) + 0.01 * g.normal(size=(n, S))
+    timeouts = np.zeros(n, bool)
+    timeouts[999::1000] = True
+    return Dataset(s, a, s @ u, nxt.astype(np.float32), np.zeros(n, bool), timeouts)
+
+
+def median_time(fn, reps: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return float(np.median(out))
+
+
+def world_model_update(data, dom, hidden, reps, steps_per_rep, root) -> dict[str, float]:
+    out = {}
+    for name, kw in SETTINGS.items():
+        cfg = WorldModelConfig(hidden=hidden, **kw)
+        tr = EnsembleTrainer(data, dom, cfg, Run(f"bench-{name}", cfg, root=root), torch.device("cpu"))
+        out[name] = 1e3 * median_time(lambda: [tr.update(i) for i in range(steps_per_rep)], reps) / steps_per_rep
+    return out
+
+
+def validation_nll(data, dom, steps: int, root) -> dict[str, float]:
+    out = {}
+    for name, kw in SETTINGS.items():
+        cfg = WorldModelConfig(hidden=(200,) * 4, lr=1e-3, **kw)
+        torch.manual_seed(0)
+        tr = EnsembleTrainer(data, dom, cfg, Run(f"nll-{name}", cfg, root=root), torch.device("cpu"))
+        for i in range(steps):
+            tr.update(i)
+        out[name] = float(tr.validation()["nll"].mean())
+    return out
+
+
+def random_world_model(dom, hidden) -> WorldModel:
+    cfg = WorldModelConfig(hidden=hidden)
+    ens = GaussianEnsemble(7, S + A, S, hidden, "relu", cfg.min_logvar, cfg.max_logvar)
+    stats = {"in_mean": torch.zeros(S + A), "in_std": torch.ones(S + A), "out_mean": torch.zeros(S + 1),
+             "out_std": torch.full((S + 1,), 0.1), "state_lo": torch.full((S,), -10.0),
+             "state_hi": torch.full((S,), 10.0), "reward_lo": torch.tensor(-10.0), "reward_hi": torch.tensor(10.0)}
+    return WorldModel(dom, cfg, ens, stats, [0, 1, 2, 3, 4], [0.0] * 7, torch.device("cpu"))
+
+
+def moma_ppo_iteration(data, reps) -> dict[str, dict[str, float]]:
+    dom = make("ant", observation="po").for_dataset(data)
+    data.agent_views(dom, 10)                      # built once, as a run does before its first iteration
+    out = {}
+    for name, kw in SETTINGS.items():
+        cfg = MomaPPOConfig(memory=True, l_eps=float("inf"), **kw)
+        wm = random_world_model(dom, (1024,) * 4).with_options()
+        if kw.get("precision"):
+            wm = WorldModel(dom, wm.config.replace(precision=kw["precision"]), wm.ensemble, wm.stats, wm.elites,
+                            wm.val_scores, wm.device)
+        torch.manual_seed(0)
+        algo, rng = MomaPPO(dom, cfg, torch.device("cpu")), np.random.default_rng(0)
+        times = {"rollouts": [], "update": []}
+
+        def iteration():
+            t0 = time.perf_counter()
+            start = sample_starts(data, dom, cfg.n_rollouts, rng, torch.device("cpu"), cfg.memory_length)
+            ro = model_rollouts(algo.agents, wm, dom, start, cfg)
+            t1 = time.perf_counter()
+            algo.update(ro, rng)
+            times["rollouts"].append(t1 - t0)
+            times["update"].append(time.perf_counter() - t1)
+
+        total = median_time(iteration, reps)
+        out[name] = {"iteration": total, "rollouts": float(np.median(times["rollouts"][1:])),
+                     "update": float(np.median(times["update"][1:]))}
+    return out
+
+
+def anchor(script: Path, src: str | None, args: list[str]) -> dict | None:
+    if not src or not script.exists():
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "out.json"
+        subprocess.run([sys.executable, str(script), src, *args, "--json", str(path)], check=True,
+                       stdout=subprocess.DEVNULL)
+        return json.loads(path.read_text())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--anchors", default=str(Path(__file__).resolve().parents[2] / "shared" / "anchors"))
+    ap.add_argument("--okit-src", default=None, help="extracted OfflineRL-Kit tree")
+    ap.add_argument("--moma-src", default=None, help="extracted moma-ppo tree")
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions")
+    ap.add_argument("--nll-steps", type=int, default=500)
+    args = ap.parse_args()
+    reps = 2 if args.quick else 5
+    anchors = Path(args.anchors)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; medians of {reps} repetitions")
+    data = synthetic()
+    dom = make("ant", observation="fo").for_dataset(data)
+    with tempfile.TemporaryDirectory() as root:
+        print("\n1. world-model update (7 members, batch 256), ms/step")
+        okit = anchor(anchors / "offlinerlkit_ensemble_bench.py", args.okit_src,
+                      ["--configs", "mopo,paper", "--repeats", str(reps), "--no-full-epoch"])
+        okit_ms = {r["config"]: r["step_ms"] for r in (okit or {}).get("rows", [])
+                   if r.get("impl") == "OfflineRL-Kit EnsembleDynamics.learn"}
+        for width, key in ((200, "mopo"), (1024, "paper")):
+            ours = world_model_update(data, dom, (width,) * 4, reps, 20 if width == 200 else 3, root)
+            ref = okit_ms.get(key)
+            print(f"  4 x {width}" + (f": OfflineRL-Kit EnsembleDynamics.learn {ref:.1f} ms" if ref else ""))
+            for name, ms in ours.items():
+                vs = f", {ref / ms:.2f}x OfflineRL-Kit" if ref else ""
+                print(f"    momawb {name:18s} {ms:8.1f} ms  ({ours['fp32'] / ms:.2f}x fp32{vs})")
+        nll = validation_nll(synthetic(20_000, seed=1), dom, args.nll_steps, root)
+        print(f"  validation NLL after {args.nll_steps} steps (4 x 200, lr 1e-3, same data and seed): "
+              + ", ".join(f"{k} {v:.4f}" for k, v in nll.items()))
+    print("\n2. one MOMA-PPO iteration, PO Ant, memory on, WM 4 x 1024, 2,000 transitions (k = 10), s")
+    official = anchor(anchors / "official_moma_ppo_bench.py", args.moma_src, ["--reps", str(reps)])
+    ref = None
+    if official:
+        med = {(it["op"], it.get("obs"), it.get("wm_hidden")): it["time"]["median_s"] for it in official["items"]
+               if "time" in it}
+        parts = {"rollouts": med.get(("generate_transition_batches", "PO", 1024)),
+                 "gae": med.get(("MAPPO.get_gae", "PO", None)) or 0.0,
+                 "update": med.get(("MAPPO.update_from_batch", "PO", None))}
+        if parts["rollouts"] and parts["update"]:
+            ref = sum(parts.values())
+            print(f"  released code: {ref:.2f} s (rollouts {parts['rollouts']:.2f}, GAE {parts['gae']:.2f}, "
+                  f"update {parts['update']:.2f})")
+    ours = moma_ppo_iteration(synthetic(), reps)
+    for name, t in ours.items():
+        vs = f", {ref / t['iteration']:.2f}x the released code" if ref else ""
+        print(f"  momawb {name:18s} {t['iteration']:.2f} s (rollouts {t['rollouts']:.2f}, update {t['update']:.2f}; "
+              f"{ours['fp32']['iteration'] / t['iteration']:.2f}x fp32{vs})")
+
+
+if __name__ == "__main__":
+    main()
