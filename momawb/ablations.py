@@ -22,13 +22,14 @@ show a large effect, not rule out a small one.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["VARIANTS", "LABELS", "CONCLUSIONS", "STEP_UNITS", "as_methods", "ablation_jobs", "rollout_summary", "rollout_table", "difference",
+__all__ = ["VARIANTS", "LABELS", "CONCLUSIONS", "STEP_UNITS", "scored", "diverged", "as_methods", "ablation_jobs", "rollout_summary", "rollout_table", "difference",
            "comparisons"]
 
 INF = float("inf")
@@ -79,6 +80,20 @@ ROLLOUT_KEYS = {"timeout_frac": "rollouts cut by eps_g >= l_eps", "length": "mea
                 "penalty_share": "penalty / |r_bar|", "eps_g": "mean eps_g", "clipped": "coordinates clipped"}
 
 
+def scored(rows: Iterable[Mapping]) -> list[Mapping]:
+    """The rows with a score (not diverged)."""
+    return [r for r in rows if not r.get("diverged")]
+
+
+def diverged(rows: Iterable[Mapping]) -> dict[tuple[str, str], list[int]]:
+    """(variant, setting) -> the seeds whose training diverged (non-finite values)."""
+    out: dict = {}
+    for r in rows:
+        if r.get("diverged"):
+            out.setdefault((r.get("variant") or "moma_ppo", r["task"]), []).append(int(r["seed"]))
+    return out
+
+
 def as_methods(rows: Iterable[Mapping]) -> list[dict]:
     """``rows`` with ``method`` = their variant (tables and curves take one column per variant)."""
     return [{**r, "method": r.get("variant") or "moma_ppo"} for r in rows]
@@ -103,7 +118,8 @@ def ablation_jobs(variants: Iterable[str], dataset: str, seeds: Iterable[int], d
             over.setdefault(section, {}).update(values)
         jobs += sweep.observation_grid(["moma_ppo"], dataset, seeds, domain, observations, po_memory=po_memory,
                                        overrides=over, variant=v, **kw)
-    return jobs
+    # a variant without a safeguard may diverge: that is a result (a row with score nan), not an error
+    return [dataclasses.replace(j, on_diverge="record") for j in jobs]
 
 
 def rollout_summary(metric_rows: Iterable[Mapping]) -> dict[str, float]:
@@ -125,17 +141,20 @@ def rollout_table(rows: Iterable[Mapping], variants: Sequence[str] | None = None
     """`momawb.tables.Table`: per (variant, setting), the seed means of `rollout_summary`."""
     from momawb.tables import Table
     groups: dict = {}
+    rows = list(rows)
     for r in rows:
         if r.get("rollouts"):
             groups.setdefault((r.get("variant") or "moma_ppo", r["task"]), []).append(r["rollouts"])
+    bad = diverged(rows)
     order = list(variants or VARIANTS)
     body = []
     for (v, task) in sorted(groups, key=lambda g: (order.index(g[0]) if g[0] in order else len(order), g[1])):
         s = groups[(v, task)]
         mean = {k: float(np.nanmean([x.get(k, math.nan) for x in s])) for k in ROLLOUT_KEYS}
-        body.append([LABELS.get(v, v), task, f"{mean['timeout_frac']:.1%}", f"{mean['length']:.1f}",
+        body.append([LABELS.get(v, v), task, f"{len(s)} ({len(bad.get((v, task), []))})",
+                     f"{mean['timeout_frac']:.1%}", f"{mean['length']:.1f}",
                      f"{mean['penalty_share']:.1%}", f"{mean['eps_g']:.3g}", f"{mean['clipped']:.2%}"])
-    return Table(["variant", "setting", *ROLLOUT_KEYS.values()], body,
+    return Table(["variant", "setting", "runs (diverged)", *ROLLOUT_KEYS.values()], body,
                  "Inside the rollouts, measured during training (mean over logged iterations and seeds)")
 
 
@@ -204,7 +223,7 @@ def comparisons(rows: Iterable[Mapping], conclusions=CONCLUSIONS):
     over settings with its stratified-bootstrap 95 % interval, and a verdict per setting."""
     from momawb.tables import Table
     scores: dict = {}
-    for r in rows:
+    for r in scored(rows):
         scores.setdefault(r.get("variant") or "moma_ppo", {}).setdefault(r["task"], []).append(float(r["score"]))
     settings = sorted({t for v in scores.values() for t in v})
     body = []

@@ -312,7 +312,15 @@ class _CsvBuffer(list):
 
 
 class TrainingDiverged(RuntimeError):
-    """A loss or metric became NaN or inf; the last good checkpoint is left intact."""
+    """A loss or metric became NaN or inf; the last good checkpoint is left intact. ``step`` and
+    ``run_dir`` say where (None when unknown)."""
+
+    def __init__(self, message: str, step: int | None = None, run_dir: Path | None = None):
+        super().__init__(message)
+        self.step, self.run_dir = step, run_dir
+
+    def __reduce__(self):   # survives a process pool's pickling
+        return (type(self), (str(self), self.step, self.run_dir))
 
 
 def check_finite(metrics: Mapping[str, float], step: int, run: Run | None) -> None:
@@ -321,7 +329,8 @@ def check_finite(metrics: Mapping[str, float], step: int, run: Run | None) -> No
         where = (f"the last good checkpoint {run.checkpoint_path} is intact"
                  if run is not None and run.checkpoint_path.exists() else "no checkpoint was written yet")
         raise TrainingDiverged(f"non-finite values at step {step}: {bad}; {where}. Lower the learning "
-                               "rate, check the dataset for outliers, or resume from the checkpoint.")
+                               "rate, check the dataset for outliers, or resume from the checkpoint.",
+                               step, None if run is None else run.dir)
 
 
 def train_loop(run: Run, algo: Any, n_steps: int, update: Callable[[int], Mapping[str, float]], *,

@@ -13,6 +13,7 @@ jobs and resumes unfinished ones. MOMA-PPO's world models are fitted first, one 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import warnings
@@ -48,6 +49,7 @@ class Job:
     root: str | None = None
     data_seed: int | None = None       # None: the dataset's default; else a fresh sample per seed
     variant: str = ""                  # a label for the table (e.g. "simulator" for Table 5, an ablation)
+    on_diverge: str = "raise"          # 'record': a diverged training is a row (score nan, 'diverged') not an error
 
     @property
     def task(self) -> str:
@@ -186,8 +188,14 @@ def run_job(job: Job, progress: bool = False, threads: int | None = None) -> dic
     if threads:
         torch.set_num_threads(threads)
     from momawb.train import dataset_tag
+    from momawb.runs import TrainingDiverged
     t0 = time.time()
-    domain, dataset, res = _train(job, progress)
+    try:
+        domain, dataset, res = _train(job, progress)
+    except TrainingDiverged as e:
+        if job.on_diverge != "record":
+            raise
+        return _diverged_row(job, e, time.time() - t0)
     row = res.to_dict()
     row.update(dataset=job.dataset, task=job.task, domain=job.domain, data_seed=job.data_seed,
                dataset_name=dataset_tag(dataset), variant=job.variant, job_wall_time=time.time() - t0)
@@ -202,6 +210,22 @@ def run_job(job: Job, progress: bool = False, threads: int | None = None) -> dic
     if job.domain == "reacher":  # which way its greedy episodes bend the elbow, and mis-coordination
         from momawb.conventions import measure_conventions
         row["conventions"] = measure_conventions(res.team, domain, episodes=job.eval_episodes)
+    return row
+
+
+def _diverged_row(job: Job, err, wall: float) -> dict:
+    """The row of a training that diverged (``on_diverge='record'``, e.g. an ablation that removes
+    a safeguard): score nan, ``diverged`` = the error, its curve and rollout statistics so far."""
+    from momawb.runs import read_metrics
+    metrics = read_metrics(err.run_dir) if err.run_dir else []
+    row = {"method": job.method, "seed": job.seed, "score": math.nan, "score_se": math.nan, "diverged": str(err),
+           "diverged_step": err.step, "run_dir": str(err.run_dir or ""), "config": {}, "wall_time": wall,
+           "curve": [(int(r["step"]), float(r["eval/score"])) for r in metrics if "eval/score" in r],
+           "dataset": job.dataset, "task": job.task, "domain": job.domain, "data_seed": job.data_seed,
+           "variant": job.variant, "job_wall_time": wall}
+    if job.method == "moma_ppo":
+        from momawb.ablations import rollout_summary
+        row["rollouts"] = rollout_summary(metrics)
     return row
 
 

@@ -114,3 +114,34 @@ def test_own_sections_in_an_ablation_preset_are_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(cfg, "PARAMS_DIR", tmp_path)
     with pytest.raises(ConfigError, match=r"sections \['moma_ppo'\] belong in params/ant/ci.yaml"):
         notebook.setup("ant_ablations", papermill_ns(ABL), quiet=True)
+
+
+def test_a_diverged_variant_is_a_recorded_row_not_a_crash(tmp_path, monkeypatch):
+    """Ablation jobs record a training that diverges (the no-clipping variant can: predicted states
+    explode) as a row with score nan and the error; other jobs still raise."""
+    import json
+
+    from momawb.runs import TrainingDiverged
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text(json.dumps({"step": 10, "eval/score": 0.2, "rollout/length": 3.0,
+                                                       "rollout/timeout_frac": 0.0, "rollout/eps_g": 1e9,
+                                                       "rollout/clipped": 0.0, "rollout/penalty": 0.2,
+                                                       "rollout/reward": 1.0}) + "\n")
+
+    def boom(job, progress=False):
+        raise TrainingDiverged("non-finite values at step 20", 20, run_dir)
+
+    monkeypatch.setattr(sweep, "_train", boom)
+    job = ablations.ablation_jobs(["no_clip"], "full-replay", [0], "ant", ["po"])[0]
+    row = sweep.run_job(job)
+    assert math.isnan(row["score"]) and row["diverged_step"] == 20 and row["curve"] == [(10, 0.2)]
+    assert row["variant"] == "no_clip" and row["rollouts"]["eps_g"] == 1e9
+    assert ablations.diverged([row]) == {("no_clip", "po"): [0]} and ablations.scored([row]) == []
+    assert ablations.rollout_table([row]).rows[0][2] == "1 (1)"
+    import dataclasses
+    with pytest.raises(TrainingDiverged):
+        sweep.run_job(dataclasses.replace(job, on_diverge="raise"))
+    import pickle
+    err = pickle.loads(pickle.dumps(TrainingDiverged("x", 3, run_dir)))   # crosses the process pool
+    assert (str(err), err.step, err.run_dir) == ("x", 3, run_dir)
