@@ -13,12 +13,13 @@ prediction, so it shares the fitted ensemble (`momawb.sweep.fit_world_model_job`
 Rollout statistics are measured during training (`momawb.rollouts.Rollouts.stats`, logged every
 ``log_every`` iterations; `momawb.sweep.run_job` keeps their means in the row as ``rollouts``).
 
-Significance: per setting, Welch's t-test (``scipy.stats.ttest_ind``, unequal variances) of the
-variant's seeds against the reference's; over both settings, the 95 % interval of the mean
+Significance, two rules for two questions: per setting (the verdicts), Welch's t-test
+(``scipy.stats.ttest_ind``, unequal variances) of the variant's seeds against the reference's,
+significant at p < 0.05; over both settings (the ``*`` mark), the 95 % interval of the mean
 difference (averaged over settings) by the stratified bootstrap (``scipy.stats.bootstrap``, each
-setting's and each method's seeds resampled independently; percentile). A difference is called
-significant when that interval excludes 0. With 3 seeds per cell both are coarse: they can
-show a large effect, not rule out a small one.
+setting's and each method's seeds resampled independently; percentile), significant when it
+excludes 0. With 3 seeds per cell both are coarse: they can show a large effect, not rule out
+a small one.
 """
 from __future__ import annotations
 
@@ -155,14 +156,16 @@ def rollout_table(rows: Iterable[Mapping], variants: Sequence[str] | None = None
                      f"{mean['timeout_frac']:.1%}", f"{mean['length']:.1f}",
                      f"{mean['penalty_share']:.1%}", f"{mean['eps_g']:.3g}", f"{mean['clipped']:.2%}"])
     return Table(["variant", "setting", "runs (diverged)", *ROLLOUT_KEYS.values()], body,
-                 "Inside the rollouts, measured during training (mean over logged iterations and seeds)")
+                 "Inside the rollouts, measured during training (mean over logged iterations and seeds, "
+                 "diverged runs included up to their last logged iteration)")
 
 
 def difference(variant: Mapping[str, Sequence[float]], reference: Mapping[str, Sequence[float]],
                n_resamples: int = 10_000, seed: int = 0) -> dict:
     """Scores of a variant and of its reference per setting (setting -> seeds' scores).
 
-    Returns ``per_setting``: setting -> (mean difference, Welch p-value; nan below 2 seeds each),
+    Returns ``per_setting``: setting -> (mean difference, Welch p-value, fewest seeds of the two;
+    p is nan below 2 seeds each, or when every score is equal),
     and over the settings both have: ``mean`` (the difference averaged over settings) with its
     95 % stratified-bootstrap interval ``low``, ``high`` (nan below 2 seeds) and ``significant``."""
     from scipy.stats import bootstrap, ttest_ind
@@ -177,7 +180,7 @@ def difference(variant: Mapping[str, Sequence[float]], reference: Mapping[str, S
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")   # identical scores: the t statistic is nan
                 p = float(ttest_ind(x, y, equal_var=False).pvalue)
-        per[s] = (float(x.mean() - y.mean()), p)
+        per[s] = (float(x.mean() - y.mean()), p, int(min(len(x), len(y))))
     mean = float(np.mean([per[s][0] for s in settings]))
     samples = [np.asarray(variant[s], float) for s in settings] + [np.asarray(reference[s], float) for s in settings]
     lo = hi = math.nan
@@ -200,14 +203,14 @@ def _verdict(expected: Mapping[str, int | None], diff: Mapping) -> str:
     """'reproduced', 'contradicted' or 'cannot resolve', per setting joined: a setting with a
     Welch p < 0.05 counts as a significant difference in the sign of its mean."""
     parts = []
-    for s, (d, p) in diff["per_setting"].items():
+    for s, (d, p, n) in diff["per_setting"].items():
         want = expected.get(s)
         if want is None:
             continue
-        if not np.isfinite(p):
+        if n < 2:
             parts.append(f"{s}: cannot resolve (one seed)")
             continue
-        got = int(np.sign(d)) if p < 0.05 else 0
+        got = int(np.sign(d)) if np.isfinite(p) and p < 0.05 else 0   # equal scores (p nan): no difference
         if got == want:
             parts.append(f"{s}: reproduced" + (" (n.s.)" if want == 0 else ""))
         elif want == 0 or got == -want:
@@ -234,7 +237,7 @@ def comparisons(rows: Iterable[Mapping], conclusions=CONCLUSIONS):
         cells = []
         for s in settings:
             if s in d["per_setting"]:
-                m, p = d["per_setting"][s]
+                m, p, _ = d["per_setting"][s]
                 cells.append(f"{m:+.2f} (p={p:.2f})" if np.isfinite(p) else f"{m:+.2f}")
             else:
                 cells.append("-")

@@ -5,7 +5,7 @@ MOMA-PPO's configs (both recorded in the run's config, so runs of each kind neve
 * ``"bf16"``: the networks' forward (and so backward) passes under ``torch.autocast`` with
   bfloat16 (8 bits of mantissa), outputs cast back to float32 before any loss, log-probability,
   variance or ensemble statistic. On CPUs with AVX-512 BF16 / AMX the matmuls run several times
-  faster (`benchmarks/bench_precision.py` measures it, and the validation NLL beside fp32's).
+  faster (`benchmarks/bench_speed.py` measures it, and the validation NLL beside fp32's).
 * ``"tf32"``: float32 tensors, matmuls allowed to use TensorFloat-32 (CUDA Ampere and later;
   ``torch.set_float32_matmul_precision("high")``) for the duration of the step. A no-op on CPU.
 

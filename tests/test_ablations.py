@@ -41,12 +41,19 @@ def test_difference_finds_a_clear_effect_and_not_noise():
     worse = {s: [x - 0.5 for x in v] for s, v in ref.items()}
     d = ablations.difference(worse, ref)
     assert d["significant"] and d["high"] < 0 and d["mean"] == pytest.approx(-0.5)
-    assert all(p < 0.05 for _, p in d["per_setting"].values())
+    assert all(p < 0.05 for _, p, _ in d["per_setting"].values())
     noisy = {s: list(np.asarray(v) + rng.normal(0, 0.3, 3)) for s, v in ref.items()}
     same = ablations.difference(noisy, ref)
     assert same["low"] < 0 < same["high"] and not same["significant"]
     one = ablations.difference({"fo": [0.2]}, {"fo": [0.1]})
     assert math.isnan(one["per_setting"]["fo"][1]) and math.isnan(one["low"]) and not one["significant"]
+
+
+def test_equal_scores_are_no_difference_not_one_seed():
+    same = ablations.difference({"fo": [0.5, 0.5]}, {"fo": [0.5, 0.5]})
+    assert ablations._verdict({"fo": 0}, same) == "fo: reproduced (n.s.)"
+    assert ablations._verdict({"fo": 0}, ablations.difference({"fo": [0.5]}, {"fo": [0.4]})) == \
+        "fo: cannot resolve (one seed)"
 
 
 def test_conclusions_table_gives_verdicts():
