@@ -86,8 +86,8 @@ def validation_nll(data, dom, steps: int, root) -> dict[str, float]:
     return out
 
 
-def random_world_model(dom, hidden) -> WorldModel:
-    cfg = WorldModelConfig(hidden=hidden)
+def random_world_model(dom, hidden, precision: str = "fp32") -> WorldModel:
+    cfg = WorldModelConfig(hidden=hidden, precision=precision)
     ens = GaussianEnsemble(7, S + A, S, hidden, "relu", cfg.min_logvar, cfg.max_logvar)
     with torch.no_grad():   # random weights would vote "terminal" half the time: make terminals rare, as in
         ens.net.layers[-1].bias[:, :, -1] = -6.0    # the anchor (--mask-bias 6), so every rollout runs k steps
@@ -103,10 +103,7 @@ def moma_ppo_iteration(data, reps) -> dict[str, dict[str, float]]:
     out = {}
     for name, kw in SETTINGS.items():
         cfg = MomaPPOConfig(memory=True, l_eps=float("inf"), **kw)
-        wm = random_world_model(dom, (1024,) * 4).with_options()
-        if kw.get("precision"):
-            wm = WorldModel(dom, wm.config.replace(precision=kw["precision"]), wm.ensemble, wm.stats, wm.elites,
-                            wm.val_scores, wm.device)
+        wm = random_world_model(dom, (1024,) * 4, kw.get("precision", "fp32"))
         torch.manual_seed(0)
         algo, rng = MomaPPO(dom, cfg, torch.device("cpu")), np.random.default_rng(0)
         times = {"rollouts": [], "update": [], "transitions": []}

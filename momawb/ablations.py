@@ -30,8 +30,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["VARIANTS", "LABELS", "CONCLUSIONS", "STEP_UNITS", "scored", "diverged", "as_methods", "ablation_jobs", "rollout_summary", "rollout_table", "difference",
-           "comparisons"]
+__all__ = ["VARIANTS", "LABELS", "CONCLUSIONS", "STEP_UNITS", "scored", "diverged", "as_methods", "ablation_jobs",
+           "rollout_summary", "rollout_table", "difference", "comparisons"]
 
 INF = float("inf")
 
@@ -81,6 +81,11 @@ ROLLOUT_KEYS = {"timeout_frac": "rollouts cut by eps_g >= l_eps", "length": "mea
                 "penalty_share": "penalty / |r_bar|", "eps_g": "mean eps_g", "clipped": "coordinates clipped"}
 
 
+def _variant(row: Mapping) -> str:
+    """A result row's variant (rows of plain MOMA-PPO runs carry none: the reference)."""
+    return row.get("variant") or "moma_ppo"
+
+
 def scored(rows: Iterable[Mapping]) -> list[Mapping]:
     """The rows with a score (not diverged)."""
     return [r for r in rows if not r.get("diverged")]
@@ -91,13 +96,13 @@ def diverged(rows: Iterable[Mapping]) -> dict[tuple[str, str], list[int]]:
     out: dict = {}
     for r in rows:
         if r.get("diverged"):
-            out.setdefault((r.get("variant") or "moma_ppo", r["task"]), []).append(int(r["seed"]))
+            out.setdefault((_variant(r), r["task"]), []).append(int(r["seed"]))
     return out
 
 
 def as_methods(rows: Iterable[Mapping]) -> list[dict]:
     """``rows`` with ``method`` = their variant (tables and curves take one column per variant)."""
-    return [{**r, "method": r.get("variant") or "moma_ppo"} for r in rows]
+    return [{**r, "method": _variant(r)} for r in rows]
 
 
 #: every variant's step is a MOMA-PPO learning iteration (the x axis of its learning curve)
@@ -145,7 +150,7 @@ def rollout_table(rows: Iterable[Mapping], variants: Sequence[str] | None = None
     rows = list(rows)
     for r in rows:
         if r.get("rollouts"):
-            groups.setdefault((r.get("variant") or "moma_ppo", r["task"]), []).append(r["rollouts"])
+            groups.setdefault((_variant(r), r["task"]), []).append(r["rollouts"])
     bad = diverged(rows)
     order = list(variants or VARIANTS)
     body = []
@@ -227,7 +232,7 @@ def comparisons(rows: Iterable[Mapping], conclusions=CONCLUSIONS):
     from momawb.tables import Table
     scores: dict = {}
     for r in scored(rows):
-        scores.setdefault(r.get("variant") or "moma_ppo", {}).setdefault(r["task"], []).append(float(r["score"]))
+        scores.setdefault(_variant(r), {}).setdefault(r["task"], []).append(float(r["score"]))
     settings = sorted({t for v in scores.values() for t in v})
     body = []
     for claim, v, ref, expected in conclusions:

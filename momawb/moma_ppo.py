@@ -317,12 +317,14 @@ class MomaPPO:
         m = ro.alive.reshape(-1)
         states, next_states = flat(ro.states)[m], flat(ro.next_states)[m]
         hist = None if ro.hist is None else flat(ro.hist)[m]
-        x = flat(ro.features)[m] if ro.features is not None else agents.features(d.observe(states), hist)
-        if ro.features is not None:   # the next step's x where the rollout went on
+        obs = d.observe(states)
+        if ro.features is not None:   # x(s) from the rollout; x(s') = the next step's x where the rollout went on
+            x = flat(ro.features)[m]
             on = ro.alive[:, 1:] & (ro.not_timeout[:, :-1] > 0) & (ro.not_terminal[:, :-1] > 0)   # s_{j+1} = s'_j
             went_on = torch.cat([on, torch.zeros_like(ro.alive[:, :1])], 1).reshape(-1)[m]
-            x_next = torch.cat([ro.features[:, 1:], ro.features[:, -1:]], 1).reshape(b * k, *x.shape[1:])[m].clone()
+            x_next = flat(torch.cat([ro.features[:, 1:], ro.features[:, -1:]], 1))[m]   # a copy (mask indexing)
         else:
+            x = agents.features(obs, hist)
             went_on = torch.zeros(len(states), dtype=torch.bool, device=states.device)
             x_next = torch.empty_like(x)
         last = ~went_on
@@ -336,7 +338,7 @@ class MomaPPO:
         values, next_values = values.reshape(b, k), next_values.reshape(b, k)
         returns, adv = timeout_gae(ro.rewards, values, next_values, ro.not_terminal, ro.not_timeout,
                                    self.cfg.gamma, self.cfg.gae_lambda)
-        out = {"states": states, "obs": d.observe(states), "hist": hist,
+        out = {"states": states, "obs": obs, "hist": hist,
                "actions": flat(ro.actions)[m], "old_logp": flat(ro.logp)[m], "returns": flat(returns)[m],
                "adv": flat(adv)[m], "values": flat(values)[m]}
         if self.cfg.normalize_advantages and len(out["adv"]) > 1:

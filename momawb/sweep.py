@@ -26,8 +26,7 @@ from typing import Any, Callable, Iterable, Sequence
 from tqdm.auto import tqdm
 
 __all__ = ["Job", "grid", "observation_grid", "run_job", "trained_team", "fit_world_model_job", "sweep", "gpu_slots",
-           "ray_resources",
-           "write_results", "read_results", "run_key", "CENTRALIZED"]
+           "ray_resources", "process_pool", "write_results", "read_results", "run_key", "CENTRALIZED"]
 
 #: methods that act on the global state (centralized execution): run only under full observability
 CENTRALIZED = ("iql",)
@@ -195,7 +194,7 @@ def run_job(job: Job, progress: bool = False, threads: int | None = None) -> dic
     except TrainingDiverged as e:
         if job.on_diverge != "record":
             raise
-        return _diverged_row(job, e, time.time() - t0)
+        return _with_rollouts(job, _diverged_row(job, e, time.time() - t0))
     row = res.to_dict()
     row.update(dataset=job.dataset, task=job.task, domain=job.domain, data_seed=job.data_seed,
                dataset_name=dataset_tag(dataset), variant=job.variant, job_wall_time=time.time() - t0)
@@ -203,30 +202,32 @@ def run_job(job: Job, progress: bool = False, threads: int | None = None) -> dic
         from momawb.evaluation import evaluate
         first = evaluate(res.team, domain, episodes=1, record=True).trajectories["actions"][0, 0, :, 0]
         row["greedy_joint_action"] = first.astype(int).tolist()
-    if job.method == "moma_ppo":  # what happened inside its rollouts (ablations): means over training
-        from momawb.ablations import rollout_summary
-        from momawb.runs import read_metrics
-        row["rollouts"] = rollout_summary(read_metrics(res.run_dir))
     if job.domain == "reacher":  # which way its greedy episodes bend the elbow, and mis-coordination
         from momawb.conventions import measure_conventions
         row["conventions"] = measure_conventions(res.team, domain, episodes=job.eval_episodes)
+    return _with_rollouts(job, row)
+
+
+def _with_rollouts(job: Job, row: dict) -> dict:
+    """MOMA-PPO rows get ``rollouts``: what happened inside its rollouts, means over training
+    (`momawb.ablations.rollout_summary` of the run's metrics)."""
+    if job.method == "moma_ppo" and row.get("run_dir"):
+        from momawb.ablations import rollout_summary
+        from momawb.runs import read_metrics
+        row["rollouts"] = rollout_summary(read_metrics(row["run_dir"]))
     return row
 
 
 def _diverged_row(job: Job, err, wall: float) -> dict:
     """The row of a training that diverged (``on_diverge='record'``, e.g. an ablation that removes
-    a safeguard): score nan, ``diverged`` = the error, its curve and rollout statistics so far."""
+    a safeguard): score nan, ``diverged`` = the error, and its curve so far."""
     from momawb.runs import read_metrics
-    metrics = read_metrics(err.run_dir) if err.run_dir else []
-    row = {"method": job.method, "seed": job.seed, "score": math.nan, "score_se": math.nan, "diverged": str(err),
+    from momawb.train import eval_curve
+    return {"method": job.method, "seed": job.seed, "score": math.nan, "score_se": math.nan, "diverged": str(err),
            "diverged_step": err.step, "run_dir": str(err.run_dir or ""), "config": {}, "wall_time": wall,
-           "curve": [(int(r["step"]), float(r["eval/score"])) for r in metrics if "eval/score" in r],
+           "curve": eval_curve(read_metrics(err.run_dir)) if err.run_dir else [],
            "dataset": job.dataset, "task": job.task, "domain": job.domain, "data_seed": job.data_seed,
            "variant": job.variant, "job_wall_time": wall}
-    if job.method == "moma_ppo":
-        from momawb.ablations import rollout_summary
-        row["rollouts"] = rollout_summary(metrics)
-    return row
 
 
 def _train(job: Job, progress: bool = False):

@@ -62,6 +62,11 @@ class TrainResult:
                 "wall_time": self.wall_time}
 
 
+def eval_curve(metric_rows) -> list[tuple[int, float]]:
+    """(step, greedy evaluation score) of a run's metric rows (``eval/score``), in order."""
+    return [(int(r["step"]), float(r["eval/score"])) for r in metric_rows if "eval/score" in r]
+
+
 def dataset_tag(dataset: Dataset) -> str:
     """A short name for a dataset: its ``name`` metadata plus a hash of its generator config
     (two samples or sizes of one named dataset never share runs), else a hash of its content."""
@@ -113,7 +118,7 @@ def train(method: str, dataset: Dataset, domain, config: cfg.Config | Mapping | 
                               "curve": [tuple(c) for c in done["curve"]], "run_dir": run.dir, "team": team})
     ev = evaluate(team, domain, episodes=eval_episodes, seed=eval_seed + seed, device=run.device)
     mean, se = mean_se(ev.scores)
-    curve = [(int(r["step"]), float(r["eval/score"])) for r in run.metrics() if "eval/score" in r]
+    curve = eval_curve(run.metrics())
     result = TrainResult(method, seed, mean, se, curve, run.dir, run.config, time.time() - t0, team)
     run.write_json("result.json", {**result.to_dict(), "versions": library_versions(),
                                    "eval": ev.summary()})
