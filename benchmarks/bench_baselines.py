@@ -54,7 +54,7 @@ def build(method: str, domain, over: dict):
         return bc.build_bc(bc.BCConfig(**over), domain)
     cfg_cls, cls = {"matd3bc": (td3bc.TD3BCConfig, td3bc.TD3BC), "itd3bc": (td3bc.TD3BCConfig, td3bc.TD3BC),
                     "icql": (cql.CQLConfig, cql.CQL), "iomar": (cql.OMARConfig, cql.OMAR)}[method]
-    return td3bc.build_td3(cfg_cls(**over), domain, method == "matd3bc", cls)
+    return td3bc.build_td3(cfg_cls(**{"obs_norm": False, **over}), domain, method == "matd3bc", cls)
 
 
 def looped_vs_stacked(n_agents: int, hidden: int, batch: int, seconds: float) -> tuple[float, float]:

@@ -323,9 +323,9 @@ class NormalizedEncoder(AgentEncoder):
     """`nets.AgentEncoder` on observations standardised by a `RunningNorm` of shape (N, O)
     (``obs_norm``); histories stay raw. Part of the team, so evaluation sees the same inputs."""
 
-    def __init__(self, n_agents: int, obs_dim: int, *args, clip: float = 10.0, **kw):
+    def __init__(self, n_agents: int, obs_dim: int, *args, clip: float = 10.0, eps: float = 1e-8, **kw):
         super().__init__(n_agents, obs_dim, *args, **kw)
-        self.obs_norm = RunningNorm((n_agents, obs_dim), clip)
+        self.obs_norm = RunningNorm((n_agents, obs_dim), clip, eps)
 
     def forward(self, obs: torch.Tensor, hist: torch.Tensor | None = None) -> torch.Tensor:
         return super().forward(self.obs_norm(obs), hist)

@@ -112,7 +112,8 @@ def observation_grid(methods: Sequence[str], dataset: str, seeds: Iterable[int],
     return jobs
 
 
-def _setup(job: Job):
+def job_setup(job: Job):
+    """``job``'s (domain, dataset): the named dataset at its preset (generated once, then cached)."""
     from momawb import domains, generate
     dataset = generate.named_dataset(job.domain, job.dataset, root=job.root, seed=job.data_seed,
                                      **generator_overrides(job))
@@ -135,7 +136,7 @@ def generator_overrides(job: Job) -> dict:
 
 def prepare_dataset_job(job: Job, progress: bool = False) -> None:
     """Generate (or find cached) ``job``'s dataset; run once per dataset before any training."""
-    _setup(job)
+    job_setup(job)
 
 
 def _unique(jobs: Iterable[Job], key: Callable[[Job], Any]) -> list[Job]:
@@ -173,7 +174,7 @@ def fit_world_model_job(job: Job, progress: bool = False):
     from momawb.runs import Run
     from momawb.train import dataset_tag
     from momawb.world_model import STEP_OPTIONS, load_or_fit
-    domain, dataset = _setup(job)
+    domain, dataset = job_setup(job)
     wm_cfg, fit_cfg = _world_model_config(job), _fit_config(job)
     run = Run(f"{domain.name}/{dataset_tag(dataset)}/world_model", fit_cfg, seed=0, root=job.root,
               device=getattr(fit_cfg, "device", None))
@@ -232,7 +233,7 @@ def _diverged_row(job: Job, err, wall: float) -> dict:
 
 def _train(job: Job, progress: bool = False):
     from momawb.train import method_config, train
-    domain, dataset = _setup(job)
+    domain, dataset = job_setup(job)
     config = method_config(job.method, job.notebook, job.preset, job.section_overrides(job.method))
     extra: dict[str, Any] = {}
     if job.method == "moma_ppo" and getattr(config, "mode", "model") == "model":

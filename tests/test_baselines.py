@@ -168,7 +168,8 @@ def _algo(method, memory=False, device="cpu"):
            "iomar": cql.OMARConfig}[method](**over)
     # CQL's penalty floors at T log(3K) (equal Q on all proposals): watch its TD part
     key = "train/td_loss" if method in ("icql", "iomar") else "train/critic_loss"
-    return td3bc.build_td3(cfg, domain, method == "matd3bc", cls, device), domain, ds, key
+    sampler = common.ReplaySampler(ds, domain, device, np.random.default_rng(0), memory, 3)
+    return td3bc.build_td3(cfg, domain, method == "matd3bc", cls, device, sampler=sampler), domain, ds, key
 
 
 @pytest.mark.parametrize("method,memory", [(m, False) for m in ALL] + [("maiql", True), ("itd3bc", True)])
@@ -217,12 +218,46 @@ def test_continuous_methods_beat_random_on_signs(method, tmp_path):
     assert res.score > 0.5                  # random = 0 (signs agree half the time), expert = 1
 
 
+# ---------------------------------------------------------------------------- input normalisation
+@pytest.mark.parametrize("obs_norm", [True, False])
+def test_td3bc_obs_norm_makes_learning_invariant_to_input_units(obs_norm):
+    """TD3+BC's recipe (dataset mean / std of observations and of the mixer's state): a dataset
+    in other units (s * 50 + 7) trains the same team; without it, the teams differ."""
+    rng = np.random.default_rng(0)
+    n = 300
+    s = rng.standard_normal((n, 3)).astype(np.float32)
+    domain = Domain(name="units", task="2-agents", n_agents=2, state_dim=3, obs_index=[[0, 1], [1, 2]], act_dim=1,
+                    n_actions=None, episode_length=10, reference_returns=(0.0, 1.0))
+    actions, rewards = rng.uniform(-1, 1, (n, 2)).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+    timeouts = np.arange(n) % 10 == 9
+
+    def trained_actions(scale, shift):
+        ds = Dataset(s * scale + shift, actions, rewards, np.roll(s, -1, 0) * scale + shift, np.zeros(n, bool), timeouts)
+        torch.manual_seed(0)
+        sampler = common.ReplaySampler(ds, domain, "cpu", np.random.default_rng(1))
+        cfg = td3bc.TD3BCConfig(hidden=(16, 16), obs_norm=obs_norm)
+        algo = td3bc.build_td3(cfg, domain, True, sampler=sampler)
+        if obs_norm:
+            torch.testing.assert_close(algo.encoder.obs_norm.mean.float(), sampler.obs.mean(0))
+        for _ in range(20):
+            algo.update(sampler.sample(64))
+        return algo.team().act(torch.as_tensor(domain.observe(s[:50] * scale + shift)))
+
+    same = torch.allclose(trained_actions(1.0, 0.0), trained_actions(50.0, 7.0), atol=1e-4)
+    assert same == obs_norm
+
+
+def test_td3bc_obs_norm_needs_the_data():
+    with pytest.raises(ValueError, match="dataset statistics"):
+        td3bc.build_td3(td3bc.TD3BCConfig(), signs_domain(), True)
+
+
 # ---------------------------------------------------------------------------- resume
 class Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("method", ["maiql_ft", "iomar"])
+@pytest.mark.parametrize("method", ["maiql_ft", "iomar", "matd3bc"])
 def test_resume_after_kill_matches_straight_run(method, tmp_path):
     if method == "maiql_ft":
         domain, ds = game.make_domain(), generate_game(game_dataset_config("neutral", n_episodes=30))

@@ -216,3 +216,29 @@ def test_evaluate_runs_episodes_of_the_domain():
     env.reset(seed=7)
     manual = sum(env.step({"agent_0": [0.0], "agent_1": [0.0]})[1]["agent_0"] for _ in range(50))
     assert res.returns[0] == pytest.approx(manual)
+
+
+def test_joint_view_is_one_agent_acting_on_the_joint_action():
+    """domains.joint: one agent sees the global state and sends the joint action; the episode,
+    rewards and dataset views are the two-agent env's."""
+    from momawb.datasets import Dataset
+    from momawb.domains.joint import joint
+    two = make("reacher", observation="independent")
+    one = joint(two)
+    assert (one.n_agents, one.obs_dim, one.act_dim, one.task) == (1, two.state_dim, 2, "independent-joint")
+    a, b = two.make_env(seed=3), one.make_env(seed=3)
+    rng = np.random.default_rng(0)
+    for t in range(two.episode_length):
+        act = rng.uniform(-1, 1, 2).astype(np.float32)
+        np.testing.assert_array_equal(one.observe(b.state())[0], a.state())
+        _, r2, _, tr2, _ = a.step({"agent_0": act[:1], "agent_1": act[1:]})
+        _, r1, _, tr1, _ = b.step({"agent_0": act})
+        assert r1["agent_0"] == r2["agent_0"] and tr1["agent_0"] == tr2["agent_0"]
+    assert b.agents == [] and tr1["agent_0"]
+    s = rng.standard_normal((4, two.state_dim)).astype(np.float32)
+    ds = Dataset(s, rng.uniform(-1, 1, (4, 2)), np.zeros(4), s, np.zeros(4, bool), np.array([0, 0, 0, 1], bool))
+    views = ds.agent_views(one)
+    np.testing.assert_array_equal(views.obs[:, 0], s)
+    np.testing.assert_array_equal(views.actions[:, 0], ds.actions)
+    with pytest.raises(ValueError, match="continuous"):
+        joint(make("game"))

@@ -29,11 +29,11 @@ from torch import nn
 
 from momawb.config import Config, param
 from momawb.evaluation import evaluate
-from momawb.nets import AgentEncoder, AgentMLP, StackedMLP
+from momawb.nets import AgentEncoder, AgentMLP, NormalizedEncoder, RunningNorm, StackedMLP
 from momawb.runs import Run, train_loop
 
 __all__ = ["BaselineConfig", "Batch", "ReplaySampler", "OnlineBuffer", "centralize", "joint_index",
-           "split_joint_index", "AgentCritic", "TanhPolicy", "AgentTeam", "CentralTeam", "build_encoder",
+           "split_joint_index", "AgentCritic", "TanhPolicy", "AgentTeam", "CentralTeam", "build_encoder", "state_norm",
            "adam", "Learner", "fit", "require_continuous",
            "EVAL_SEED"]
 
@@ -207,12 +207,34 @@ def centralize(batch: Batch, domain) -> Batch:
 
 
 # ---------------------------------------------------------------------------- networks
+#: variance floor of dataset standardisation: std >= 1e-3, the sigma + 1e-3 of TD3+BC's code
+DATA_NORM_EPS = 1e-6
+
+
 def build_encoder(domain, config: BaselineConfig, n_agents: int | None = None,
-                  obs_dim: int | None = None) -> AgentEncoder:
-    """The memory module of PAPER.md section 4 (identity on the observation when memory=False)."""
+                  obs_dim: int | None = None, obs: torch.Tensor | None = None) -> AgentEncoder:
+    """The memory module of PAPER.md section 4 (identity on the observation when memory=False).
+
+    With ``obs`` (the dataset's per-agent observations, (n, N, O)) the observations are first
+    standardised by their dataset mean and std (`nets.NormalizedEncoder`, std floored at 1e-3 as
+    TD3+BC's (s - mu) / (sigma + 1e-3)); the statistics are buffers, so checkpoints and the team
+    carry them. Histories stay raw.
+    """
     feat = domain.obs_dim + (domain.n_actions if domain.discrete else domain.act_dim)
-    return AgentEncoder(n_agents or domain.n_agents, obs_dim or domain.obs_dim, feat, config.memory,
-                        config.memory_length)
+    args = (n_agents or domain.n_agents, obs_dim or domain.obs_dim, feat, config.memory, config.memory_length)
+    if obs is None:
+        return AgentEncoder(*args)
+    encoder = NormalizedEncoder(*args, clip=float("inf"), eps=DATA_NORM_EPS).to(obs.device)
+    encoder.obs_norm.update(obs)
+    return encoder
+
+
+def state_norm(states: torch.Tensor) -> RunningNorm:
+    """A `nets.RunningNorm` holding the dataset mean and std of global states (n, S) (the
+    mixers' input under ``obs_norm``)."""
+    norm = RunningNorm((states.shape[-1],), eps=DATA_NORM_EPS).to(states.device)
+    norm.update(states)
+    return norm
 
 
 class AgentCritic(nn.Module):

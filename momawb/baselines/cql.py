@@ -45,6 +45,8 @@ class CQLConfig(TD3BCConfig):
     cql_temperature: float = param(1.0, "T, temperature of the log-sum-exp (paper 1)", gt=0)
     cql_samples: int = param(10, "K, actions sampled per proposal (uniform, pi(s), pi(s')) (paper 10)", ge=1)
     cql_noise: float = param(0.2, "sigma of the noise added to policy proposals (paper 0.2)", ge=0)
+    obs_norm: bool = param(False, "standardise observations by dataset statistics (off: neither CQL's nor "
+                                  "OMAR's code normalises inputs)")
 
 
 @register("iomar")

@@ -15,7 +15,10 @@ Continuous actions only (raises on a discrete domain). Borrowed: `common.TanhPol
 
 Deliberate deviations: the official code has no centralised TD3 (MATD3+BC is built here from
 the paper's description, with the state-only mixer of QMIX); its BC term is summed over action
-dims, as here.
+dims, as here. The paper is silent on input normalisation; ``obs_norm`` (default on) follows
+TD3+BC's authors: (s - mu) / (sigma + 1e-3) with dataset statistics, for every agent's
+observation and the mixer's state (without it, MATD3+BC diverged on one of three Reacher seeds:
+README, "Baselines against a reference").
 """
 from __future__ import annotations
 
@@ -25,9 +28,9 @@ from dataclasses import dataclass
 import torch
 
 from momawb.baselines.common import (AgentCritic, AgentTeam, BaselineConfig, Batch, Learner, ReplaySampler, TanhPolicy,
-                                     adam, build_encoder, fit, require_continuous)
+                                     adam, build_encoder, fit, require_continuous, state_norm)
 from momawb.config import param, register
-from momawb.nets import Mixer, soft_update
+from momawb.nets import Mixer, RunningNorm, soft_update
 
 __all__ = ["TD3BCConfig", "td3_target", "bc_lambda", "td3bc_actor_loss", "TD3BC", "build_td3", "fit_td3",
            "train_matd3bc", "train_itd3bc"]
@@ -44,6 +47,8 @@ class TD3BCConfig(BaselineConfig):
     bc_alpha: float = param(2.5, "alpha, lambda = alpha / mean|Q|: small = more BC (paper 2.5); "
                                  "0 = no BC term and lambda = 1", ge=0)
     max_action: float = param(1.0, "actions lie in [-max_action, max_action]", gt=0)
+    obs_norm: bool = param(True, "standardise observations (and the mixer's state) by their dataset mean and "
+                                 "std, as TD3+BC's authors do (Fujimoto & Gu 2021, section 5); false = raw inputs")
 
 
 # ---------------------------------------------------------------------------- losses
@@ -76,8 +81,9 @@ class TD3BC(Learner):
     """TD3+BC over N agents: independent critics, or mixed into Q_tot when ``mixer`` is given."""
 
     def __init__(self, config: TD3BCConfig, encoder, actor: TanhPolicy, critic: AgentCritic,
-                 mixer: Mixer | None = None):
+                 mixer: Mixer | None = None, state_norm: RunningNorm | None = None):
         self.cfg, self.encoder, self.actor, self.critic, self.mixer = config, encoder, actor, critic, mixer
+        self.state_norm = state_norm           # the mixer's input standardisation (obs_norm), fixed
         self.target_encoder, self.actor_target = copy.deepcopy(encoder), copy.deepcopy(actor)
         self.critic_target, self.mixer_target = copy.deepcopy(critic), copy.deepcopy(mixer)
         for m in (self.target_encoder, self.actor_target, self.critic_target, self.mixer_target):
@@ -89,7 +95,9 @@ class TD3BC(Learner):
 
     def mix(self, q: torch.Tensor, states: torch.Tensor, mixer: Mixer | None) -> torch.Tensor:
         """(C, B, N) or (B, N) per-agent values -> Q_tot (C, B) / (B,), or unchanged when independent."""
-        return q if mixer is None else mixer(q, states)
+        if mixer is None:
+            return q
+        return mixer(q, states if self.state_norm is None else self.state_norm(states))
 
     # ----- hooks (cql.py adds its terms)
     def critic_loss(self, q: torch.Tensor, y: torch.Tensor, batch: Batch,
@@ -141,28 +149,33 @@ class TD3BC(Learner):
     def modules(self) -> dict:
         return {"encoder": self.encoder, "actor": self.actor, "critic": self.critic, "mixer": self.mixer,
                 "target_encoder": self.target_encoder, "actor_target": self.actor_target,
-                "critic_target": self.critic_target, "mixer_target": self.mixer_target}
+                "critic_target": self.critic_target, "mixer_target": self.mixer_target, "state_norm": self.state_norm}
 
     def team(self) -> AgentTeam:
         return AgentTeam(self.encoder, self.actor, self.cfg.max_action)
 
 
 def build_td3(config: TD3BCConfig, domain, ctde: bool, cls: type = TD3BC, device: torch.device | str = "cpu",
-              method: str = "TD3+BC") -> TD3BC:
-    """Networks for ``cls`` (TD3BC or a subclass): mixer when ``ctde``, independent critics otherwise."""
+              method: str = "TD3+BC", sampler: ReplaySampler | None = None) -> TD3BC:
+    """Networks for ``cls`` (TD3BC or a subclass): mixer when ``ctde``, independent critics otherwise.
+    ``config.obs_norm`` needs the ``sampler`` (its dataset's statistics); ValueError without it."""
     require_continuous(domain, method)
-    encoder = build_encoder(domain, config).to(device)
+    if config.obs_norm and sampler is None:
+        raise ValueError(f"{method} with obs_norm=True standardises by dataset statistics: pass the sampler "
+                         "(or set obs_norm=False)")
+    encoder = build_encoder(domain, config, obs=sampler.obs if config.obs_norm else None).to(device)
     n, d = domain.n_agents, encoder.out_dim
     actor = TanhPolicy(n, d, domain.act_dim, config.hidden, config.max_action).to(device)
     critic = AgentCritic(n, d, domain.act_dim, None, 2, config.hidden).to(device)
     mixer = Mixer(domain.state_dim, n, config.hidden).to(device) if ctde else None
-    return cls(config, encoder, actor, critic, mixer)
+    norm = state_norm(sampler.states).to(device) if ctde and config.obs_norm else None
+    return cls(config, encoder, actor, critic, mixer, norm)
 
 
 def fit_td3(config, dataset, domain, run, ctde: bool, name: str, progress: bool, cls: type = TD3BC) -> AgentTeam:
     """Build ``cls``, train it on ``dataset`` through `common.fit`, return the team (used by cql.py too)."""
-    algo = build_td3(config, domain, ctde, cls, run.device, name)
     sampler = ReplaySampler(dataset, domain, run.device, run.np_rng, config.memory, config.memory_length)
+    algo = build_td3(config, domain, ctde, cls, run.device, name, sampler)
     team = algo.team()
     fit(run, algo, config, sampler, domain, team, desc=name, progress=progress)
     return team
