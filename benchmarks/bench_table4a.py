@@ -2,7 +2,8 @@
 the whole grid with the local process pool, split by method (training wall time summed over
 settings and seeds), and the table beside the paper's. Runs land in outputs/ (the notebook
 then finds them finished); ``--fresh`` uses a temporary folder instead.
-Usage: python benchmarks/bench_table4a.py [--preset cpu] [--seeds N] [--workers 2] [--fresh]"""
+Usage: python benchmarks/bench_table4a.py [--preset cpu] [--seeds N] [--workers 2] [--fresh]
+       [--methods matd3bc itd3bc] [--observations fo leader] [--po-memory on|off]"""
 import argparse
 import os
 import tempfile
@@ -23,12 +24,16 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--fresh", action="store_true")
+    ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    ap.add_argument("--observations", nargs="+", default=OBSERVATIONS, choices=OBSERVATIONS)
+    ap.add_argument("--po-memory", choices=["on", "off"], default=None, help="default: the preset's")
     args = ap.parse_args()
     params, _ = cfg.read_preset("reacher", args.preset)
     seeds = args.seeds or params.get("seeds", 3)
     with tempfile.TemporaryDirectory() as tmp:
-        jobs = sweep.observation_grid(METHODS, "expert-mix", range(seeds), "reacher", OBSERVATIONS,
-                                      po_memory=params.get("po_memory", False), notebook="reacher",
+        po_memory = params.get("po_memory", False) if args.po_memory is None else args.po_memory == "on"
+        jobs = sweep.observation_grid(args.methods, "expert-mix", range(seeds), "reacher", args.observations,
+                                      po_memory=po_memory, notebook="reacher",
                                       preset=args.preset, root=tmp if args.fresh else None)
         t0 = time.perf_counter()
         rows = sweep.sweep(jobs, backend="local", workers=args.workers)

@@ -18,7 +18,11 @@ the reference trains on it (`benchmarks/d3rlpy_reference.py`) and saves its poli
 (observation scaler included); momawb evaluates both sides' policies with `evaluation.evaluate`
 on the same env seeds (100 greedy episodes per run, as Table 4a). Hyperparameters are the
 preset's (steps, hidden widths) and the paper's (batch 256, lr 3e-4, gamma 0.99, tau 0.005);
-momawb's runs are the notebook's own (cached under outputs/runs, shared with Table 4a).
+momawb's runs are the notebook's own (cached under outputs/runs, shared with Table 4a). One
+convention differs and is matched: momawb sums TD3+BC's BC term over action dims (the paper's
+released code), d3rlpy and TD3+BC's authors average it, so d3rlpy gets alpha = 2.5 / A (A = the
+agent's action dims: 1 per Reacher agent, 2 for the joint agent). Every other difference between
+the two implementations is listed in `benchmarks/d3rlpy_reference.py`.
 
 Prints, per algorithm and setting: mean +- s.e. over seeds of both sides, the difference, Welch's
 t-test p (scipy) and the training wall time of each side; writes outputs/crosscheck/results.json.
@@ -76,15 +80,21 @@ def write_d4rl(path: Path, observations, actions, next_observations, ds) -> Path
     return path
 
 
-def reference_run(python, data: Path, algo: str, config, seed: int, folder: Path) -> dict:
+def reference_run(python, data: Path, algo: str, config, seed: int, folder: Path, act_dim: int) -> dict:
     """d3rlpy's run on ``data`` with ``config``'s sizes, or its earlier result when one with the same
-    arguments is in ``folder`` (the summary JSON records them)."""
+    arguments is in ``folder`` (args.json records them).
+
+    TD3+BC: momawb sums the BC term over the ``act_dim`` action dims (as the paper's released
+    code), TD3+BC's and d3rlpy's code average it, so the same loss is d3rlpy's alpha = bc_alpha / act_dim
+    (identical for Reacher's one-torque agents; half of 2.5 for the joint agent)."""
     args = dict(steps=config.steps, hidden=tuple(config.hidden), batch_size=config.batch_size, lr=config.lr,
-                gamma=config.gamma, tau=config.tau, obs_norm=getattr(config, "obs_norm", None))
+                gamma=config.gamma, tau=config.tau, obs_norm=getattr(config, "obs_norm", None),
+                extra_args=["--td3bc-alpha", repr(config.bc_alpha / act_dim)] if algo == "td3bc" else [])
     done = folder / "args.json"
     if done.exists() and json.loads(done.read_text()).get("args") == json.loads(json.dumps(args)):
         return json.loads(done.read_text())["result"]
     res = run_reference(python, data, algo, seed=seed, threads=1, out_dir=folder, **args)
+    folder.mkdir(parents=True, exist_ok=True)
     done.write_text(json.dumps({"args": args, "result": {k: (str(v) if isinstance(v, Path) else v)
                                                           for k, v in res.items()}}))
     return res
@@ -129,7 +139,7 @@ def main(argv=None) -> None:
                 policies, ref_wall = [], 0.0
                 for i, data in enumerate(files):
                     folder = out / "reference" / setting / algo / f"seed{seed}" / f"agent_{i}"
-                    ref = reference_run(python, data, algo, config, seed, folder)
+                    ref = reference_run(python, data, algo, config, seed, folder, domain.act_dim)
                     policies.append(torch.jit.load(str(ref["policy"])).eval())
                     ref_wall += ref["wall_s"]
                 ev = evaluate(ScriptedTeam(policies), domain, episodes=args.episodes, seed=EVAL_SEED + seed, device="cpu")

@@ -110,8 +110,9 @@ class AgentMLP(nn.Module):
 class AgentPolicy(nn.Module):
     """Decentralised per-agent policies pi_i(a^i | x^i), stacked over agents.
 
-    Continuous: Gaussian with state-dependent std and no tanh (PAPER.md section 3); the log
-    std is clamped to ``[log_std_min, log_std_max]``. Discrete: categorical over
+    Continuous: Gaussian with state-dependent std (PAPER.md section 3); the log std is clamped
+    to ``[log_std_min, log_std_max]``; with ``tanh`` its mean is tanh(mu) (bounded in [-1, 1],
+    the distribution itself unsquashed: IQL's official policy), else mu. Discrete: categorical over
     ``n_actions``. Actions are ``(B..., N, act_dim)`` (discrete: the index as a float, act_dim 1).
     `log_prob` sums over action dims and returns ``(B..., N)``; a joint log-prob is its sum
     over agents.
@@ -139,6 +140,8 @@ class AgentPolicy(nn.Module):
         if self.discrete:
             return torch.distributions.Categorical(logits=out)
         mean, log_std = out.split(self.act_dim, -1)
+        if self.tanh:
+            mean = torch.tanh(mean)
         log_std = log_std.clamp(self.log_std_min, self.log_std_max)
         return torch.distributions.Normal(mean, log_std.exp())
 

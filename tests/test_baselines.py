@@ -303,3 +303,15 @@ def test_memory_runs_end_to_end(method, tmp_path):
                                                "eval_every": 15, "eval_episodes": 2}, root=tmp_path,
                           eval_episodes=2, progress=False)
     assert res.team.memory_length == 4 and [s for s, _ in res.curve] == [15, 30]
+
+
+def test_iql_tanh_mean_bounds_the_policy_mean_only():
+    """tanh_mean (IQL's authors' policy): the Gaussian's mean is tanh(mu), the distribution is not squashed."""
+    torch.manual_seed(0)
+    domain = signs_domain()
+    x = 100 * torch.randn(64, 2, 1)
+    for flag in (True, False):
+        algo = iql.build_iql(iql.IQLConfig(hidden=(8,), tanh_mean=flag), domain, central=False)
+        dist = algo.policy.distribution(x)
+        assert (dist.mean.abs() <= 1).all() == flag
+        assert torch.isfinite(algo.policy.log_prob(x, torch.full((64, 2, 1), 0.999))).all()
