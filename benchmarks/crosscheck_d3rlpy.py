@@ -88,8 +88,9 @@ def reference_run(python, data: Path, algo: str, config, seed: int, folder: Path
     code), TD3+BC's and d3rlpy's code average it, so the same loss is d3rlpy's alpha = bc_alpha / act_dim
     (identical for Reacher's one-torque agents; half of 2.5 for the joint agent)."""
     args = dict(steps=config.steps, hidden=tuple(config.hidden), batch_size=config.batch_size, lr=config.lr,
-                gamma=config.gamma, tau=config.tau, obs_norm=getattr(config, "obs_norm", None),
-                extra_args=["--td3bc-alpha", repr(config.bc_alpha / act_dim)] if algo == "td3bc" else [])
+                gamma=config.gamma, tau=config.tau, obs_norm=getattr(config, "obs_norm", None))
+    if algo == "td3bc" and config.bc_alpha / act_dim != 2.5:            # 2.5: the script's default
+        args["extra_args"] = ["--td3bc-alpha", repr(config.bc_alpha / act_dim)]
     done = folder / "args.json"
     if done.exists() and json.loads(done.read_text()).get("args") == json.loads(json.dumps(args)):
         return json.loads(done.read_text())["result"]
