@@ -3,6 +3,10 @@ number of gradient steps, same evaluation (issue 18; README "Baselines against a
 
     .venv/bin/python benchmarks/crosscheck_d3rlpy.py [--preset cpu] [--seeds 3] [--algos td3bc iql cql bc]
                                                      [--settings joint independent] [--episodes 100]
+                                                     [--venv outputs/venvs/d3rlpy]
+
+The first run builds the reference venv (about 65 s, 1.2 GB) unless ``--venv`` names one. At
+``--preset ci`` (200 steps) it is a smoke test of the pipeline: the scores are noise.
 
 Settings, on the Reacher expert-mix dataset of the preset (`momawb.generate.reacher`):
 * ``joint``: one agent sees the global state and acts on the joint action (`domains.joint.joint`):
@@ -25,7 +29,8 @@ agent's action dims: 1 per Reacher agent, 2 for the joint agent). Every other di
 the two implementations is listed in `benchmarks/d3rlpy_reference.py`.
 
 Prints, per algorithm and setting: mean +- s.e. over seeds of both sides, the difference, Welch's
-t-test p (scipy) and the training wall time of each side; writes outputs/crosscheck/results.json.
+t-test p (scipy) and each side's wall time (not comparable: momawb's run includes its periodic and
+final evaluations, d3rlpy's is its fit alone); writes outputs/crosscheck/<preset>/results.json.
 """
 from __future__ import annotations
 
@@ -151,7 +156,7 @@ def main(argv=None) -> None:
                 print(f"{setting:11s} {algo:6s} seed {seed}: momawb {row['momawb']:6.2f}  d3rlpy {row['reference']:6.2f}"
                       f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    print(f"\n| setting | algorithm | steps | momawb | d3rlpy | difference | Welch p | wall s (momawb / d3rlpy) |")
+    print(f"\n| setting | algorithm | steps | momawb | d3rlpy | difference | Welch p | wall s (momawb run / d3rlpy fit) |")
     print("|---|---|---|---|---|---|---|---|")
     for setting in args.settings:
         for algo in args.algos:

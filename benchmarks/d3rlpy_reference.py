@@ -90,9 +90,9 @@ run on one agent; momawb's N-agent stacking is otherwise the same maths):
   on actor steps, actor on steps 0, 2, 4, ... d3rlpy's scaler divides by (std + 1e-3), momawb's
   obs_norm by sqrt(var + 1e-6) (identical unless std ~ 1e-3).
 * IQL: d3rlpy's policy is a Gaussian with tanh-squashed *mean* (samples not squashed) and a
-  state-independent log-std parameter mapped by a sigmoid into [-5, 2]; momawb's has an
-  unsquashed mean, a state-dependent log-std clamped to [-6, 0], and greedy actions clipped to
-  [-1, 1]. d3rlpy steps Q and V together with one "critic" Adam, *then* computes the AWR weights
+  state-independent log-std parameter mapped by a sigmoid into [-5, 2]; momawb's mean is
+  tanh(mu) too (``tanh_mean``, default on; unsquashed with it off), its log-std is
+  state-dependent, clamped to [-6, 0]. d3rlpy steps Q and V together with one "critic" Adam, *then* computes the AWR weights
   with the updated V and the target Q, then steps the actor; momawb computes all three losses
   from one forward pass (advantage from V before its step) and steps all optimisers together.
   Both: V regresses on min of the target Qs, Q on r + gamma (1 - d) V(s'), weights

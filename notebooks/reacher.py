@@ -156,8 +156,8 @@ curves.close()
 plots.learning_curves(rows, methods, display=DISPLAY, smoothing=0.8, tasks=observations).show()
 
 # %% [markdown]
-# Was any method stopped while still climbing? A least-squares line through every seed's
-# evaluations in the last third of its steps (`momawb.convergence`): a marked cell rose
+# Was any method stopped while still climbing? A least-squares slope through every seed's
+# evaluations in the last third of its steps, each seed at its own level (`momawb.convergence`): a marked cell rose
 # significantly there, so its score in Table 4a is where the preset stopped it, not where the
 # method ends up. At `ci` the curves are too short to tell.
 

@@ -59,7 +59,8 @@ class JointEnv:
 def joint(domain: Domain) -> Domain:
     """One agent observing the global state and acting on the joint action of ``domain``.
 
-    Raises ValueError on a discrete domain (a joint index over n_actions^N actions is centralised
+    Every observation setting of ``domain`` gives the same agent (it sees s), under its own task
+name ('<setting>-joint'). No ground-truth simulator is attached. Raises ValueError on a discrete domain (a joint index over n_actions^N actions is centralised
     IQL's business, `baselines.common.centralize`).
     """
     if domain.discrete:
@@ -74,4 +75,5 @@ def joint(domain: Domain) -> Domain:
     return Domain(name=domain.name, task=f"{domain.task}-joint", n_agents=1, state_dim=domain.state_dim,
                   obs_index=np.arange(domain.state_dim)[None], act_dim=domain.joint_action_dim, n_actions=None,
                   episode_length=domain.episode_length, reference_returns=domain.reference_returns,
-                  env_factory=env_factory, info={**domain.info, "joint_of": domain.task})
+                  env_factory=env_factory,
+                  info={"joint_of": domain.task, "state_labels": domain.info.get("state_labels")})
