@@ -56,7 +56,7 @@ from momawb.train import method_config, train  # noqa: E402
 
 #: reference algorithm -> momawb method (joint setting, independent setting; None = no counterpart)
 METHOD = {"td3bc": ("itd3bc", "itd3bc"), "iql": ("iql", None), "cql": ("icql", "icql"), "bc": ("ibc", "ibc")}
-EVAL_SEED = 10_101          # `train.train`'s final evaluation: env seeds EVAL_SEED + seed + e
+EVAL_SEED = 10_101          # both sides' final evaluation: env seeds EVAL_SEED + seed + e (Table 4a's)
 
 
 class ScriptedTeam:
@@ -97,8 +97,9 @@ def reference_run(python, data: Path, algo: str, config, seed: int, folder: Path
     if algo == "td3bc" and config.bc_alpha / act_dim != 2.5:            # 2.5: the script's default
         args["extra_args"] = ["--td3bc-alpha", repr(config.bc_alpha / act_dim)]
     done = folder / "args.json"
-    if done.exists() and json.loads(done.read_text()).get("args") == json.loads(json.dumps(args)):
-        return json.loads(done.read_text())["result"]
+    earlier = json.loads(done.read_text()) if done.exists() else {}
+    if earlier.get("args") == json.loads(json.dumps(args)):
+        return earlier["result"]
     res = run_reference(python, data, algo, seed=seed, threads=1, out_dir=folder, **args)
     folder.mkdir(parents=True, exist_ok=True)
     done.write_text(json.dumps({"args": args, "result": {k: (str(v) if isinstance(v, Path) else v)
@@ -141,7 +142,8 @@ def main(argv=None) -> None:
             config = method_config(method, "reacher", args.preset)
             for seed in range(args.seeds):
                 t0 = time.perf_counter()
-                ours = train(method, ds, domain, config, seed=seed, eval_episodes=args.episodes, progress=False)
+                ours = train(method, ds, domain, config, seed=seed, eval_episodes=args.episodes, eval_seed=EVAL_SEED,
+                             progress=False)
                 policies, ref_wall = [], 0.0
                 for i, data in enumerate(files):
                     folder = out / "reference" / setting / algo / f"seed{seed}" / f"agent_{i}"

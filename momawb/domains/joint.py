@@ -60,8 +60,9 @@ def joint(domain: Domain) -> Domain:
     """One agent observing the global state and acting on the joint action of ``domain``.
 
     Every observation setting of ``domain`` gives the same agent (it sees s), under its own task
-name ('<setting>-joint'). No ground-truth simulator is attached. Raises ValueError on a discrete domain (a joint index over n_actions^N actions is centralised
-    IQL's business, `baselines.common.centralize`).
+    name ('<setting>-joint'). No ground-truth simulator is attached. Raises ValueError on a
+    discrete domain (a joint index over n_actions^N actions is centralised IQL's business,
+    `baselines.common.centralize`).
     """
     if domain.discrete:
         raise ValueError(f"joint() needs continuous actions; {domain.name}/{domain.task} is discrete")
