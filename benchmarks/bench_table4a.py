@@ -3,12 +3,16 @@ the whole grid with the local process pool, split by method (training wall time 
 settings and seeds), and the table beside the paper's. Runs land in outputs/ (the notebook
 then finds them finished); ``--fresh`` uses a temporary folder instead.
 Usage: python benchmarks/bench_table4a.py [--preset cpu] [--seeds N] [--workers 2] [--fresh]
-       [--methods matd3bc itd3bc] [--observations fo leader] [--po-memory on|off]"""
+       [--methods matd3bc itd3bc] [--observations fo leader] [--po-memory on|off]
+       [--set moma_ppo.steps=1000 ...]   (SECTION.KEY=VALUE: a config override, YAML value; such
+                                         runs are other runs than the notebook's)"""
 import argparse
 import os
 import tempfile
 import time
 from collections import defaultdict
+
+import yaml
 
 from momawb import config as cfg
 from momawb import sweep, tables
@@ -27,14 +31,22 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     ap.add_argument("--observations", nargs="+", default=OBSERVATIONS, choices=OBSERVATIONS)
     ap.add_argument("--po-memory", choices=["on", "off"], default=None, help="default: the preset's")
+    ap.add_argument("--set", nargs="+", default=[], metavar="SECTION.KEY=VALUE")
     args = ap.parse_args()
+    overrides: dict = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        section, dot, field = key.partition(".")
+        if not (sep and dot):
+            ap.error(f"--set takes SECTION.KEY=VALUE (e.g. moma_ppo.steps=1000), got {item!r}")
+        overrides.setdefault(section, {})[field] = yaml.safe_load(value)
     params, _ = cfg.read_preset("reacher", args.preset)
     seeds = args.seeds or params.get("seeds", 3)
     with tempfile.TemporaryDirectory() as tmp:
         po_memory = params.get("po_memory", False) if args.po_memory is None else args.po_memory == "on"
         jobs = sweep.observation_grid(args.methods, "expert-mix", range(seeds), "reacher", args.observations,
                                       po_memory=po_memory, notebook="reacher",
-                                      preset=args.preset, root=tmp if args.fresh else None)
+                                      preset=args.preset, root=tmp if args.fresh else None, overrides=overrides)
         t0 = time.perf_counter()
         rows = sweep.sweep(jobs, backend="local", workers=args.workers)
         wall = time.perf_counter() - t0

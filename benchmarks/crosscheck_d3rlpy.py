@@ -3,7 +3,7 @@ number of gradient steps, same evaluation (issue 18; README "Baselines against a
 
     .venv/bin/python benchmarks/crosscheck_d3rlpy.py [--preset cpu] [--seeds 3] [--algos td3bc iql cql bc]
                                                      [--settings joint independent] [--episodes 100]
-                                                     [--venv outputs/venvs/d3rlpy]
+                                                     [--venv outputs/venvs/d3rlpy] [--set KEY=VALUE ...]
 
 The first run builds the reference venv (about 65 s, 1.2 GB) unless ``--venv`` names one. At
 ``--preset ci`` (200 steps) it is a smoke test of the pipeline: the scores are noise.
@@ -22,7 +22,9 @@ the reference trains on it (`benchmarks/d3rlpy_reference.py`) and saves its poli
 (observation scaler included); momawb evaluates both sides' policies with `evaluation.evaluate`
 on the same env seeds (100 greedy episodes per run, as Table 4a). Hyperparameters are the
 preset's (steps, hidden widths) and the paper's (batch 256, lr 3e-4, gamma 0.99, tau 0.005);
-momawb's runs are the notebook's own (cached under outputs/runs, shared with Table 4a). One
+momawb's runs are the notebook's own (cached under outputs/runs, shared with Table 4a);
+``--set state_dependent_std=false`` overrides a field of momawb's config (a variant, to isolate a
+difference; the reference side is unchanged). One
 convention differs and is matched: momawb sums TD3+BC's BC term over action dims (the paper's
 released code), d3rlpy and TD3+BC's authors average it, so d3rlpy gets alpha = 2.5 / A (A = the
 agent's action dims: 1 per Reacher agent, 2 for the joint agent). Every other difference between
@@ -43,6 +45,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
+import yaml
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -123,7 +126,15 @@ def main(argv=None) -> None:
     ap.add_argument("--settings", nargs="+", default=["joint", "independent"], choices=["joint", "independent"])
     ap.add_argument("--episodes", type=int, default=100)
     ap.add_argument("--venv", default=None, help="the reference venv (default outputs/venvs/d3rlpy)")
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="override fields of momawb's configs (YAML values), e.g. state_dependent_std=false")
     args = ap.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            ap.error(f"--set takes KEY=VALUE, got {item!r}")
+        overrides[key] = yaml.safe_load(value)
     torch.set_num_threads(1)       # both sides on one thread each: the same footing, and no oversubscription
 
     job = sweep.Job("itd3bc", "expert-mix", domain="reacher", domain_kwargs=(("observation", "fo"),),
@@ -139,7 +150,7 @@ def main(argv=None) -> None:
             method = METHOD[algo][0 if setting == "joint" else 1]
             if method is None:
                 continue
-            config = method_config(method, "reacher", args.preset)
+            config = method_config(method, "reacher", args.preset, overrides)
             for seed in range(args.seeds):
                 t0 = time.perf_counter()
                 ours = train(method, ds, domain, config, seed=seed, eval_episodes=args.episodes, eval_seed=EVAL_SEED,
@@ -157,7 +168,8 @@ def main(argv=None) -> None:
                 results.append(row)
                 print(f"{setting:11s} {algo:6s} seed {seed}: momawb {row['momawb']:6.2f}  d3rlpy {row['reference']:6.2f}"
                       f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    name = "results.json" if not overrides else "results-" + "-".join(f"{k}={v}" for k, v in overrides.items()) + ".json"
+    (out / name).write_text(json.dumps(results, indent=1))
     print(f"\n| setting | algorithm | steps | momawb | d3rlpy | difference | Welch p | wall s (momawb run / d3rlpy fit) |")
     print("|---|---|---|---|---|---|---|---|")
     for setting in args.settings:

@@ -245,7 +245,7 @@ def joint_log_prob(policy: AgentPolicy, dist, actions: torch.Tensor) -> torch.Te
     return dist.log_prob(actions).sum((-1, -2))
 
 
-def ppo_loss(agents: MomaPPOAgents, mb: dict, alpha: float, cfg: MomaPPOConfig,
+def ppo_loss(agents: MomaPPOAgents, mb: dict, alpha: float | torch.Tensor, cfg: MomaPPOConfig,
              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """MAPPO loss on one minibatch (section 3): clipped surrogate on the joint ratio, value MSE,
     -alpha H with H = min(E[-r log pi], E[-clip(r) log pi]), action penalty weighted by
@@ -353,7 +353,11 @@ class MomaPPO:
             self.agents.state_norm.update(data["states"])
 
     def update(self, ro: Rollouts, rng: np.random.Generator) -> dict[str, float]:
-        """5 epochs of minibatch MAPPO on the rollouts; alpha steps after every minibatch."""
+        """5 epochs of minibatch MAPPO on the rollouts; alpha steps after every minibatch.
+
+        No host synchronisation between minibatches: alpha and the metric sums stay device
+        tensors (float64, so the numbers equal a Python-float loop), each epoch's shuffle crosses
+        to the device once, and the host reads alpha and the metrics once per update."""
         cfg, data = self.cfg, self._flatten(ro)
         n = len(data["states"])
         raw_returns = data["returns"]
@@ -364,29 +368,32 @@ class MomaPPO:
             param_sets = [g["params"] for g in self.opt.param_groups]
         else:
             param_sets = [[p for g in self.opt.param_groups for p in g["params"]]]
-        sums: dict[str, float] = {}
+        alpha = torch.tensor(self.alpha, dtype=torch.float64, device=self.device)
+        sums: dict[str, torch.Tensor] = {}
         count = 0
         for _ in range(cfg.epochs):
-            for idx in iterate_minibatches(n, cfg.batch_size, rng):
-                idx_t = torch.as_tensor(idx, device=self.device)
+            perm = torch.as_tensor(rng.permutation(n), device=self.device)   # = runs.iterate_minibatches' draws
+            for start in range(0, n, cfg.batch_size):
+                idx_t = perm[start:start + cfg.batch_size]
                 mb = {key: (None if v is None else v[idx_t]) for key, v in data.items()}
-                loss, stats = ppo_loss(self.agents, mb, self.alpha, cfg)
+                loss, stats = ppo_loss(self.agents, mb, alpha.float(), cfg)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 norms = [nn.utils.clip_grad_norm_(ps, cfg.grad_clip) for ps in param_sets]
                 stats["grad_norm"] = norms[0] if len(norms) == 1 else torch.stack(norms).pow(2).sum().sqrt()
                 self.opt.step()
-                self.alpha = max(0.0, self.alpha + cfg.alpha_lr * (cfg.entropy_target - float(stats["entropy"])))
+                alpha = (alpha + cfg.alpha_lr * (cfg.entropy_target - stats["entropy"].double())).clamp(min=0.0)
                 for key, v in stats.items():
-                    sums[key] = sums.get(key, 0.0) + float(v)
+                    sums[key] = sums[key] + v.double() if key in sums else v.double()
                 count += 1
+        self.alpha = float(alpha)
         self._update_normalizers(data)
         self.iterations += 1
         self.transitions += n
         ret, val = raw_returns, data["values"]
         var = ret.var() if n > 1 else ret.new_zeros(())
         ev = float(1 - (ret - val).var() / var) if n > 1 and var > 0 else 0.0
-        out = {f"train/{k}": v / max(count, 1) for k, v in sums.items()}
+        out = {f"train/{k}": float(v) / max(count, 1) for k, v in sums.items()}
         out.update({"train/alpha": self.alpha, "train/explained_variance": ev, "train/value_target": float(ret.mean()),
                     "train/transitions_total": float(self.transitions)})
         return out

@@ -110,9 +110,11 @@ class AgentMLP(nn.Module):
 class AgentPolicy(nn.Module):
     """Decentralised per-agent policies pi_i(a^i | x^i), stacked over agents.
 
-    Continuous: Gaussian with state-dependent std (PAPER.md section 3); the log std is clamped
-    to ``[log_std_min, log_std_max]``; with ``tanh`` its mean is tanh(mu) (bounded in [-1, 1],
-    the distribution itself unsquashed: IQL's official policy), else mu. Discrete: categorical over
+    Continuous: Gaussian with state-dependent std (PAPER.md section 3), or with
+    ``state_dependent_std=False`` one learned log-std per agent and action dim, initialised at 0
+    (IQL's authors' policy); the log std is clamped to ``[log_std_min, log_std_max]``; with
+    ``tanh`` its mean is tanh(mu) (bounded in [-1, 1], the distribution itself unsquashed: IQL's
+    official policy), else mu. Discrete: categorical over
     ``n_actions``. Actions are ``(B..., N, act_dim)`` (discrete: the index as a float, act_dim 1).
     `log_prob` sums over action dims and returns ``(B..., N)``; a joint log-prob is its sum
     over agents.
@@ -120,11 +122,13 @@ class AgentPolicy(nn.Module):
 
     def __init__(self, n_agents: int, in_dim: int, act_dim: int, n_actions: int | None = None,
                  hidden: tuple[int, ...] = (256, 256), log_std_min: float = -6.0, log_std_max: float = 0.0,
-                 tanh: bool = False):
+                 tanh: bool = False, state_dependent_std: bool = True):
         super().__init__()
         self.n, self.act_dim, self.n_actions, self.tanh = n_agents, act_dim, n_actions, tanh
-        out = n_actions if n_actions is not None else 2 * act_dim
+        own_std = n_actions is None and not state_dependent_std
+        out = n_actions if n_actions is not None else (1 if own_std else 2) * act_dim
         self.net = AgentMLP(n_agents, in_dim, out, hidden)
+        self.log_std = nn.Parameter(torch.zeros(n_agents, act_dim)) if own_std else None
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
         last = self.net.net.layers[-1]
         with torch.no_grad():  # small initial outputs: near-uniform / near-zero-mean start
@@ -139,11 +143,11 @@ class AgentPolicy(nn.Module):
         out = self.net(x)
         if self.discrete:
             return torch.distributions.Categorical(logits=out)
-        mean, log_std = out.split(self.act_dim, -1)
+        mean, log_std = (out, self.log_std) if self.log_std is not None else out.split(self.act_dim, -1)
         if self.tanh:
             mean = torch.tanh(mean)
         log_std = log_std.clamp(self.log_std_min, self.log_std_max)
-        return torch.distributions.Normal(mean, log_std.exp())
+        return torch.distributions.Normal(mean, log_std.exp().expand_as(mean))
 
     def log_prob(self, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         dist = self.distribution(x)

@@ -315,3 +315,26 @@ def test_iql_tanh_mean_bounds_the_policy_mean_only():
         dist = algo.policy.distribution(x)
         assert (dist.mean.abs() <= 1).all() == flag
         assert torch.isfinite(algo.policy.log_prob(x, torch.full((64, 2, 1), 0.999))).all()
+
+
+def test_iql_state_independent_std_is_one_learned_parameter():
+    """state_dependent_std=False (IQL's authors, d3rlpy): one log-std per agent and action dim,
+    the same in every state, clamped to [-5, 2], trained by the AWR loss; True: from the net."""
+    torch.manual_seed(0)
+    domain = signs_domain()
+    x = torch.randn(64, 2, 1)
+    own = iql.build_iql(iql.IQLConfig(hidden=(8,), state_dependent_std=False), domain, central=False).policy
+    net = iql.build_iql(iql.IQLConfig(hidden=(8,)), domain, central=False).policy
+    assert own.log_std.shape == (2, 1) and net.log_std is None
+    std = own.distribution(x).stddev
+    assert torch.equal(std, std[:1].expand_as(std)) and not torch.equal(*net.distribution(x).stddev[:2])
+    with torch.no_grad():
+        own.log_std.fill_(9.0)
+    assert torch.allclose(own.distribution(x).stddev, torch.tensor(2.0).exp())
+    own.log_prob(x, torch.zeros(64, 2, 1)).sum().backward()
+    assert own.log_std.grad is None or own.log_std.grad.abs().sum() == 0      # clamped: no gradient at 9
+    with torch.no_grad():
+        own.log_std.zero_()
+    own.zero_grad()
+    own.log_prob(x, torch.zeros(64, 2, 1)).sum().backward()
+    assert own.log_std.grad.abs().sum() > 0

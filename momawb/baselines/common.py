@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from momawb import precision
 from momawb.config import Config, param
 from momawb.evaluation import evaluate
 from momawb.nets import AgentEncoder, AgentMLP, NormalizedEncoder, RunningNorm, StackedMLP
@@ -333,7 +334,7 @@ def adam(modules: nn.Module | Iterable[nn.Module], lr: float) -> torch.optim.Ada
     """Adam over the parameters of ``modules`` (None when there are none, e.g. no memory)."""
     mods = [modules] if isinstance(modules, nn.Module) else [m for m in modules if m is not None]
     params = [p for m in mods for p in m.parameters()]
-    return torch.optim.Adam(params, lr=lr) if params else None
+    return precision.adam(params, lr) if params else None
 
 
 class Learner:

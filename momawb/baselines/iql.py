@@ -64,6 +64,9 @@ class IQLConfig(BaselineConfig):
     max_weight: float = param(100.0, "AWR weights are clipped at this value (official code 100)", gt=0)
     tanh_mean: bool = param(True, "continuous policies: Gaussian mean tanh(mu), in [-1, 1], as IQL's authors' "
                                   "policy (and d3rlpy's); false = unbounded mean, greedy actions clipped")
+    state_dependent_std: bool = param(True, "continuous policies: log-std from the policy net, in [-6, 0]; false = "
+                                            "one learned log-std per action dim in [-5, 2], as IQL's authors "
+                                            "(and d3rlpy)")
 
 
 @register("maiql")
@@ -191,7 +194,8 @@ def build_iql(config: IQLConfig, domain, central: bool, device: torch.device | s
         in_dim = encoder.out_dim
     q = AgentCritic(m, in_dim, act_dim, n_act, 2, config.hidden)
     v = AgentMLP(m, in_dim, 1, config.hidden)
-    policy = AgentPolicy(m, in_dim, act_dim, n_act, config.hidden, tanh=config.tanh_mean)
+    std = {} if config.state_dependent_std else {"state_dependent_std": False, "log_std_min": -5.0, "log_std_max": 2.0}
+    policy = AgentPolicy(m, in_dim, act_dim, n_act, config.hidden, tanh=config.tanh_mean, **std)
     q_mixer = v_mixer = None
     if not central:
         q_mixer = Mixer(domain.state_dim, n, config.hidden, extra_dim=domain.model_action_dim)
