@@ -46,7 +46,7 @@ from momawb.safe_files import (RunFileRepaired, atomic_torch_save, atomic_write_
 
 __all__ = [
     "pick_device", "seed_everything", "one_cpu_thread", "outputs_root", "config_hash", "atomic_write_bytes",
-    "atomic_torch_save", "to_device", "read_metrics", "Run", "RunFileRepaired", "TrainingDiverged", "train_loop",
+    "atomic_torch_save", "to_device", "read_metrics", "metrics_as_floats", "Run", "RunFileRepaired", "TrainingDiverged", "train_loop",
 ]
 
 
@@ -323,28 +323,48 @@ class TrainingDiverged(RuntimeError):
         return (type(self), (str(self), self.step, self.run_dir))
 
 
-def check_finite(metrics: Mapping[str, float], step: int, run: Run | None) -> None:
+def check_finite(metrics: Mapping[str, float], step: int, run: Run | None, note: str = "") -> None:
     bad = {k: v for k, v in metrics.items() if not math.isfinite(float(v))}
     if bad:
         where = (f"the last good checkpoint {run.checkpoint_path} is intact"
                  if run is not None and run.checkpoint_path.exists() else "no checkpoint was written yet")
-        raise TrainingDiverged(f"non-finite values at step {step}: {bad}; {where}. Lower the learning "
+        raise TrainingDiverged(f"non-finite values at step {step}{note}: {bad}; {where}. Lower the learning "
                                "rate, check the dataset for outliers, or resume from the checkpoint.",
                                step, None if run is None else run.dir)
 
 
-def train_loop(run: Run, algo: Any, n_steps: int, update: Callable[[int], Mapping[str, float]], *,
+def metrics_as_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """``metrics`` with every tensor read as a Python float, all of them in one transfer (one host
+    synchronisation on an accelerator)."""
+    keys = [k for k, v in metrics.items() if isinstance(v, torch.Tensor)]
+    if not keys:
+        return dict(metrics)
+    values = torch.stack([metrics[k].detach().reshape(()).to(torch.float64) for k in keys]).tolist()
+    return {**metrics, **dict(zip(keys, values))}
+
+
+def _on_accelerator(metrics: Mapping[str, Any]) -> bool:
+    return any(isinstance(v, torch.Tensor) and v.device.type != "cpu" for v in metrics.values())
+
+
+def train_loop(run: Run, algo: Any, n_steps: int, update: Callable[[int], Mapping[str, Any]], *,
                log_every: int = 100, eval_every: int = 0,
                evaluate: Callable[[int], Mapping[str, float]] | None = None,
                checkpoint_every: int = 1000, desc: str = "train",
-               stop: Callable[[int, Mapping[str, float]], bool] | None = None,
-               progress: bool = True) -> int:
+               stop: Callable[[int, Mapping[str, Any]], bool] | None = None,
+               progress: bool = True, read_every_step: bool | None = None) -> int:
     """The loop every momawb trainer shares.
 
     ``algo`` has ``state_dict()``/``load_state_dict()``; ``update(step)`` does one learning step
-    and returns named floats. Resumes from ``run``'s checkpoint when there is one. Evaluation
-    metrics are logged under ``eval/``. ``stop(step, metrics)`` may end training early (early
-    stopping). Returns the number of steps done.
+    and returns named floats or 0-d tensors. Resumes from ``run``'s checkpoint when there is one.
+    Evaluation metrics are logged under ``eval/``. ``stop(step, metrics)`` may end training early
+    (early stopping). Returns the number of steps done.
+
+    The NaN/inf guard reads the metrics after every step (``read_every_step=True``; the default
+    when they are Python floats or CPU tensors) or, for tensors on an accelerator (default
+    ``None`` = decide from the first step's metrics), only at the steps that log or checkpoint:
+    no host synchronisation in between, and a divergence is caught at the next such step, before
+    any checkpoint is written, so the last good checkpoint stays intact either way.
     """
     loaded = run.load()
     start, stopped = 0, False
@@ -356,15 +376,33 @@ def train_loop(run: Run, algo: Any, n_steps: int, update: Callable[[int], Mappin
         return start
     bar = tqdm(range(start, n_steps), desc=desc, initial=start, total=n_steps,
                disable=not progress, leave=False, mininterval=1.0)
-    step = start
+    step, finite, unread = start, None, start     # lazy reads: all-finite flag on the device since step `unread`
     for step in bar:
         metrics = dict(update(step))
-        check_finite(metrics, step, run)
+        if read_every_step is None:
+            read_every_step = not _on_accelerator(metrics)
+        if read_every_step:
+            metrics = metrics_as_floats(metrics)
+            check_finite(metrics, step, run)
+        else:
+            tensors = [v.detach().reshape(()) for v in metrics.values() if isinstance(v, torch.Tensor)]
+            check_finite({k: v for k, v in metrics.items() if not isinstance(v, torch.Tensor)}, step, run)
+            if tensors:
+                ok = torch.stack(tensors).isfinite().all()
+                finite = ok if finite is None else finite & ok
         done = step + 1
         ended = stop is not None and stop(done, metrics)
-        row = {}
-        if log_every and (done % log_every == 0 or done == n_steps or ended):
-            row.update(metrics)
+        log_now = log_every and (done % log_every == 0 or done == n_steps or ended)
+        save_now = ended or (checkpoint_every and (done % checkpoint_every == 0 or done == n_steps))
+        if not read_every_step and (log_now or save_now):
+            metrics = metrics_as_floats(metrics)
+            if finite is not None and not bool(finite):
+                check_finite({**metrics, "any metric": float("nan")}, step, run,
+                             f" (metrics are read at log and checkpoint steps: the first non-finite one is "
+                             f"between steps {unread} and {step})")
+            check_finite(metrics, step, run)
+            finite, unread = None, done
+        row = dict(metrics) if log_now else {}
         if evaluate is not None and eval_every and (done % eval_every == 0 or done == n_steps or ended):
             row.update({f"eval/{k}": v for k, v in evaluate(done).items()})
         if row:
@@ -373,7 +411,7 @@ def train_loop(run: Run, algo: Any, n_steps: int, update: Callable[[int], Mappin
         if ended:
             run.save({**algo.state_dict(), "_stopped": True}, done)
             return done
-        if checkpoint_every and (done % checkpoint_every == 0 or done == n_steps):
+        if save_now:
             run.save(algo.state_dict(), done)
     return n_steps
 

@@ -94,6 +94,10 @@ class WorldModelConfig(Config):
     precision: str = param("fp32", "'fp32'; 'bf16': forward passes under bfloat16 autocast (training and "
                            "step; validation stays fp32); 'tf32': TF32 matmuls on CUDA", choices=PRECISIONS)
     fused_adam: bool = param(False, "torch's fused (single-kernel) Adam: equal to rounding, faster")
+    sampling: str = param("host", "'host': numpy draws each step's minibatch indices (the numbers of every "
+                          "table); 'device': torch draws them on the data's device and a step reads nothing "
+                          "back (no host sync; another random stream, saved in checkpoints)",
+                          choices=("host", "device"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -363,6 +367,9 @@ class EnsembleTrainer:
         self.best = {k: v.detach().clone() for k, v in self.ensemble.state_dict().items()}
         self.best_scores = torch.full((config.n_members,), float("inf"))
         self.bad_evals = 0
+        self.generator = None
+        if config.sampling == "device":
+            self.generator = torch.Generator(device=device).manual_seed(int(run.np_rng.integers(2 ** 62)))
 
     def losses(self, x: torch.Tensor, y: torch.Tensor, d: torch.Tensor,
                known: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -375,10 +382,16 @@ class EnsembleTrainer:
                 "nll_reward": gaussian_nll(mean[..., -1:], logvar[..., -1:], y[..., -1:]),
                 "bce": F.binary_cross_entropy_with_logits(logit, d, reduction="none").mean(1)}
 
-    def update(self, step: int) -> dict[str, float]:
+    def update(self, step: int) -> dict[str, float | torch.Tensor]:
+        """One Adam step on every member's own minibatch. ``sampling='device'``: no host sync, the
+        metrics stay tensors and a non-finite loss is stepped on (`runs.train_loop` stops the run
+        at its next read, before any checkpoint); 'host': the step is skipped and the loop raises."""
         xs, ys, ds = self.train
-        idx = torch.as_tensor(self.run.np_rng.integers(0, len(xs), (self.cfg.n_members, self.cfg.batch_size)),
-                              device=self.device)                       # own minibatch per member
+        shape = (self.cfg.n_members, self.cfg.batch_size)                # own minibatch per member
+        if self.generator is not None:
+            idx = torch.randint(0, len(xs), shape, generator=self.generator, device=self.device)
+        else:
+            idx = torch.as_tensor(self.run.np_rng.integers(0, len(xs), shape), device=self.device)
         terms = self.losses(xs[idx], ys[idx], ds[idx], None if self.known is None else self.known[idx])
         ens = self.ensemble
         loss = sum(t.sum() for t in terms.values()) + self.cfg.logvar_bound_coef * (
@@ -386,10 +399,15 @@ class EnsembleTrainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         norm = _clip_member_grads(list(ens.parameters()), self.cfg.grad_clip)
-        values = torch.stack([t.mean() for t in terms.values()] + [loss, norm.mean()]).tolist()  # one sync
+        names = [f"train/{k}" for k in terms] + ["train/loss", "train/grad_norm"]
+        values = torch.stack([t.mean() for t in terms.values()] + [loss, norm.mean()]).detach()
+        if self.generator is not None:
+            self.opt.step()
+            return dict(zip(names, values))
+        values = values.tolist()                                         # one sync
         if np.isfinite(values[-2]):
             self.opt.step()                                             # else no step: train_loop raises
-        return dict(zip([f"train/{k}" for k in terms] + ["train/loss", "train/grad_norm"], values))
+        return dict(zip(names, values))
 
     @torch.no_grad()
     def validation(self) -> dict[str, torch.Tensor]:
@@ -433,14 +451,19 @@ class EnsembleTrainer:
         return self.cfg.patience > 0 and self.bad_evals >= self.cfg.patience
 
     def state_dict(self) -> dict[str, Any]:
-        return {"ensemble": self.ensemble.state_dict(), "opt": self.opt.state_dict(), "best": self.best,
-                "best_scores": self.best_scores, "bad_evals": self.bad_evals}
+        out = {"ensemble": self.ensemble.state_dict(), "opt": self.opt.state_dict(), "best": self.best,
+               "best_scores": self.best_scores, "bad_evals": self.bad_evals}
+        if self.generator is not None:
+            out["generator"] = self.generator.get_state()
+        return out
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         self.ensemble.load_state_dict(s["ensemble"])
         self.opt.load_state_dict(s["opt"])
         self.best = {k: v.to(self.device) for k, v in s["best"].items()}
         self.best_scores, self.bad_evals = s["best_scores"].cpu(), int(s["bad_evals"])
+        if self.generator is not None:
+            self.generator.set_state(s["generator"].cpu())
 
 
 def fit_world_model(dataset: Dataset, domain, config: WorldModelConfig, run: Run, *,

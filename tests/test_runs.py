@@ -267,6 +267,30 @@ def test_nan_guard_names_step_and_keeps_checkpoint(tmp_path):
     assert step == 10 and state["updates"] == 10
 
 
+def test_deferred_reads_catch_a_nan_before_the_next_checkpoint(tmp_path):
+    """read_every_step=False (the default for accelerator tensors): tensor metrics are read only at
+    log and checkpoint steps (a device flag remembers a non-finite value in between); a NaN at step
+    12 alone is caught at step 14 (a checkpoint step), before that checkpoint is written; logged
+    rows hold floats equal to the tensors'."""
+    run = Run("lazy", {}, seed=0, root=tmp_path)
+    toy = toy_trainer.Toy(run)
+    seen = []
+
+    def update(step):
+        toy.update(step)
+        seen.append(step)
+        return {"loss": torch.tensor(float("nan") if step == 12 else step / 4)}
+
+    with pytest.raises(TrainingDiverged, match=r"step 14 \(.*between steps 12 and 14\).*checkpoint.*intact"):
+        train_loop(run, toy, 40, update, checkpoint_every=5, log_every=3, progress=False, read_every_step=False)
+    assert seen[-1] == 14
+    state, step = run.load()
+    assert step == 10 and state["updates"] == 10
+    rows = run.metrics()
+    assert [r["step"] for r in rows] == [3, 6, 9] and rows[-1]["loss"] == 8 / 4   # rows past the checkpoint go
+    assert all(type(r["loss"]) is float for r in rows)
+
+
 def test_run_refuses_other_config_in_same_dir(tmp_path):
     a = Run("x", {"a": 1}, root=tmp_path)
     (a.dir / "config.json").write_text(json.dumps({"config": {"a": 2}, "seed": 0}))

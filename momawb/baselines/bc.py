@@ -44,7 +44,7 @@ class BC(Learner):
         self.opt = {"policy": adam(policy, config.lr), "memory": adam(encoder, config.memory_lr)}
         self.n_updates = 0
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         self.zero_grad()
         log_prob = self.policy.log_prob(self.encoder(batch.obs, batch.hist), batch.actions)   # (B, N)
         loss = bc_loss(log_prob)
@@ -53,7 +53,7 @@ class BC(Learner):
             if o is not None:
                 o.step()
         self.n_updates += 1
-        return {"train/bc_loss": loss.item()}
+        return {"train/bc_loss": loss.detach()}
 
     def modules(self) -> dict:
         return {"encoder": self.encoder, "policy": self.policy}

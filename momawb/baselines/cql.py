@@ -123,7 +123,7 @@ class CQL(TD3BC):
         q_sampled = self.critic(x.expand(3 * k, *x.shape), proposals)                       # (C, 3K, B, N)
         td = (q - y).pow(2).mean()
         penalty = cql_penalty(q, q_sampled, cfg.cql_alpha, cfg.cql_temperature)
-        return td + penalty, {"train/td_loss": td.item(), "train/cql_penalty": penalty.item()}
+        return td + penalty, {"train/td_loss": td.detach(), "train/cql_penalty": penalty.detach()}
 
 
 class OMAR(CQL):
@@ -140,7 +140,7 @@ class OMAR(CQL):
         mimic = omar_mimic_loss(pi, best_a, better)
         # official: (1 - c) lambda (-Q) + BC + c mimic
         loss = td3bc_actor_loss(q_pi, pi, batch.actions, cfg.bc_alpha, 1.0 - cfg.omar_coeff) + cfg.omar_coeff * mimic
-        return loss, {"train/omar_mimic": mimic.item(), "train/omar_better": better.mean().item()}
+        return loss, {"train/omar_mimic": mimic.detach(), "train/omar_better": better.mean().detach()}
 
 
 def train_icql(config: CQLConfig, dataset, domain, run, *, progress: bool = True, **extra) -> AgentTeam:

@@ -133,7 +133,7 @@ class IQL(Learner):
     def _mix_v(self, v: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
         return v[..., 0] if self.v_mixer is None else self.v_mixer(v, states)
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         if self.central:
             batch = centralize(batch, self.domain)
         self.zero_grad()
@@ -162,9 +162,9 @@ class IQL(Learner):
         if self.q_mixer is not None:
             soft_update(self.q_mixer_target, self.q_mixer, self.cfg.tau)
         self.n_updates += 1
-        return {"train/v_loss": v_loss.item(), "train/q_loss": q_loss.item(),
-                "train/policy_loss": policy_loss.item(), "train/q": q_t.mean().item(),
-                "train/advantage": adv.mean().item(), "train/awr_weight": w.mean().item()}
+        return {"train/v_loss": v_loss.detach(), "train/q_loss": q_loss.detach(),
+                "train/policy_loss": policy_loss.detach(), "train/q": q_t.mean().detach(),
+                "train/advantage": adv.mean().detach(), "train/awr_weight": w.mean().detach()}
 
     def modules(self) -> dict:
         return {"encoder": self.encoder, "q": self.q, "v": self.v, "policy": self.policy,

@@ -110,7 +110,7 @@ class TD3BC(Learner):
         """TD3+BC's actor loss (`td3bc_actor_loss`)."""
         return td3bc_actor_loss(q_pi, pi, batch.actions, self.cfg.bc_alpha), {}
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         self.zero_grad()
         with torch.no_grad():
@@ -126,14 +126,14 @@ class TD3BC(Learner):
         # the encoder steps last, so x stays valid for the actor loss: keep its graph
         critic_loss.backward(retain_graph=actor_step and self.opt["memory"] is not None)
         self.opt["critic"].step()
-        metrics = {"train/critic_loss": critic_loss.item(), "train/q": q.mean().item(), **info}
+        metrics = {"train/critic_loss": critic_loss.detach(), "train/q": q.mean().detach(), **info}
         if actor_step:
             pi = self.actor(x)
             q_pi = self.mix(self.critic(x, pi)[0], batch.states, self.mixer)            # (B[, N])
             actor_loss, info = self.actor_loss(pi, q_pi, batch, x)
             actor_loss.backward()
             self.opt["actor"].step()
-            metrics.update({"train/actor_loss": actor_loss.item(), **info})
+            metrics.update({"train/actor_loss": actor_loss.detach(), **info})
             self.soft_update_targets()
         if self.opt["memory"] is not None:
             self.opt["memory"].step()
