@@ -91,10 +91,12 @@ run on one agent; momawb's N-agent stacking is otherwise the same maths):
   obs_norm by sqrt(var + 1e-6) (identical unless std ~ 1e-3).
 * IQL: d3rlpy's policy is a Gaussian with tanh-squashed *mean* (samples not squashed) and a
   state-independent log-std parameter mapped by a sigmoid into [-5, 2]; momawb's mean is
-  tanh(mu) too (``tanh_mean``, default on; unsquashed with it off), its log-std is
-  state-dependent, clamped to [-6, 0]. d3rlpy steps Q and V together with one "critic" Adam, *then* computes the AWR weights
-  with the updated V and the target Q, then steps the actor; momawb computes all three losses
-  from one forward pass (advantage from V before its step) and steps all optimisers together.
+  tanh(mu) too (``tanh_mean``, default on), and its log-std one learned parameter clamped to
+  [-5, 2] (``state_dependent_std``, default off; with it on, from the net, in [-6, 0]: 0.11
+  lower on the joint Reacher agent). d3rlpy steps Q and V together with one "critic" Adam,
+  *then* computes the AWR weights with the updated V and the target Q, then steps the actor;
+  momawb computes all three losses from one forward pass (advantage from V before its step) and
+  steps all optimisers together.
   Both: V regresses on min of the target Qs, Q on r + gamma (1 - d) V(s'), weights
   exp(beta A) clipped at 100, log-prob summed over action dims, target Q soft-updated every step.
 * CQL: d3rlpy's CQL is SAC-based: a stochastic tanh-Gaussian actor (state-dependent log-std in

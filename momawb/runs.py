@@ -21,7 +21,8 @@ Every trainer in momawb (world model, MOMA-PPO, baselines) goes through this mod
 
 `train_loop` is the one gradient-step loop every algorithm shares: tqdm progress, logging,
 periodic evaluation, periodic checkpoints, and a NaN/inf guard that stops with an error naming
-the step and the last good checkpoint (which it never touches).
+the step and the last good checkpoint (which it never touches). Metrics may be 0-d tensors: on
+an accelerator they are read (one host sync) only at log and checkpoint steps.
 """
 from __future__ import annotations
 
