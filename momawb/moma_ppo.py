@@ -372,9 +372,7 @@ class MomaPPO:
         sums: dict[str, torch.Tensor] = {}
         count = 0
         for _ in range(cfg.epochs):
-            perm = torch.as_tensor(rng.permutation(n), device=self.device)   # = runs.iterate_minibatches' draws
-            for start in range(0, n, cfg.batch_size):
-                idx_t = perm[start:start + cfg.batch_size]
+            for idx_t in iterate_minibatches(n, cfg.batch_size, rng, self.device):
                 mb = {key: (None if v is None else v[idx_t]) for key, v in data.items()}
                 loss, stats = ppo_loss(self.agents, mb, alpha.float(), cfg)
                 self.opt.zero_grad(set_to_none=True)

@@ -417,8 +417,10 @@ def train_loop(run: Run, algo: Any, n_steps: int, update: Callable[[int], Mappin
     return n_steps
 
 
-def iterate_minibatches(n: int, batch_size: int, rng: np.random.Generator) -> Iterable[np.ndarray]:
-    """Indices of one shuffled pass over ``n`` items in minibatches (last partial one kept)."""
-    perm = rng.permutation(n)
+def iterate_minibatches(n: int, batch_size: int, rng: np.random.Generator,
+                        device: torch.device | str = "cpu") -> Iterable[torch.Tensor]:
+    """Index tensors on ``device`` of one shuffled pass over ``n`` items in minibatches (last
+    partial one kept). The permutation is drawn from ``rng`` and crosses to the device once."""
+    perm = torch.as_tensor(rng.permutation(n), device=device)
     for i in range(0, n, batch_size):
         yield perm[i:i + batch_size]
