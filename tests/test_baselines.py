@@ -318,13 +318,14 @@ def test_iql_tanh_mean_bounds_the_policy_mean_only():
 
 
 def test_iql_state_independent_std_is_one_learned_parameter():
-    """state_dependent_std=False (IQL's authors, d3rlpy): one log-std per agent and action dim,
-    the same in every state, clamped to [-5, 2], trained by the AWR loss; True: from the net."""
+    """state_dependent_std=False (the default: IQL's authors, d3rlpy): one log-std per agent and
+    action dim, the same in every state, clamped to [-5, 2], trained by the AWR loss; True: from
+    the net."""
     torch.manual_seed(0)
     domain = signs_domain()
     x = torch.randn(64, 2, 1)
-    own = iql.build_iql(iql.IQLConfig(hidden=(8,), state_dependent_std=False), domain, central=False).policy
-    net = iql.build_iql(iql.IQLConfig(hidden=(8,)), domain, central=False).policy
+    own = iql.build_iql(iql.IQLConfig(hidden=(8,)), domain, central=False).policy
+    net = iql.build_iql(iql.IQLConfig(hidden=(8,), state_dependent_std=True), domain, central=False).policy
     assert own.log_std.shape == (2, 1) and net.log_std is None
     std = own.distribution(x).stddev
     assert torch.equal(std, std[:1].expand_as(std)) and not torch.equal(*net.distribution(x).stddev[:2])
