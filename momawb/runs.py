@@ -397,11 +397,10 @@ def train_loop(run: Run, algo: Any, n_steps: int, update: Callable[[int], Mappin
         save_now = ended or (checkpoint_every and (done % checkpoint_every == 0 or done == n_steps))
         if not read_every_step and (log_now or save_now):
             metrics = metrics_as_floats(metrics)
-            if finite is not None and not bool(finite):
+            if finite is not None and not bool(finite):     # floats were checked at their step; tensors here
                 check_finite({**metrics, "any metric": float("nan")}, step, run,
                              f" (metrics are read at log and checkpoint steps: the first non-finite one is "
                              f"between steps {unread} and {step})")
-            check_finite(metrics, step, run)
             finite, unread = None, done
         row = dict(metrics) if log_now else {}
         if evaluate is not None and eval_every and (done % eval_every == 0 or done == n_steps or ended):
