@@ -176,8 +176,7 @@ def majority_not_terminal(p_terminal: torch.Tensor) -> torch.Tensor:
 
 def _clip_member_grads(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
     """Clip each member's gradient norm (axis 0 of every parameter) to ``max_norm``; (E,) norms."""
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.flatten(1), dim=1)
-                                                 for p in params]), dim=0)   # one read per gradient
+    norm = sum(p.grad.pow(2).flatten(1).sum(1) for p in params).sqrt()
     scale = (max_norm / (norm + 1e-6)).clamp(max=1.0)
     for p in params:
         p.grad.mul_(scale.view(-1, *[1] * (p.dim() - 1)))
