@@ -36,7 +36,8 @@ from momawb.domains import make
 from momawb.moma_ppo import MomaPPO, MomaPPOConfig
 from momawb.rollouts import model_rollouts, sample_starts
 from momawb.runs import Run
-from momawb.world_model import EnsembleTrainer, GaussianEnsemble, WorldModel, WorldModelConfig
+from momawb.model_trainer import EnsembleTrainer
+from momawb.world_model import GaussianEnsemble, WorldModel, WorldModelConfig
 
 S, A = 27, 8
 SETTINGS = {"fp32": {}, "fp32 + fused Adam": {"fused_adam": True}, "bf16": {"precision": "bf16"},

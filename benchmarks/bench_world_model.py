@@ -22,7 +22,8 @@ from torch.nn import functional as F
 from momawb.datasets import Dataset
 from momawb.domains import Domain
 from momawb.runs import Run
-from momawb.world_model import EnsembleTrainer, WorldModel, WorldModelConfig, ensemble_uncertainty
+from momawb.model_trainer import EnsembleTrainer
+from momawb.world_model import WorldModel, WorldModelConfig, ensemble_uncertainty
 
 S, N_AGENTS, ACT = 27, 4, 2          # Ant FO sizes (PAPER.md section 6)
 

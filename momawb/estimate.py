@@ -195,7 +195,7 @@ def estimate(jobs: Sequence, backend: str = "local", workers: int | None = None,
                     wcfg = _world_model_config(j)
                     wkey = json.dumps([j.domain, wcfg.to_dict()], sort_keys=True, default=str)
                     if wkey not in wm_probe:
-                        from momawb.world_model import fit_world_model
+                        from momawb.model_trainer import fit_world_model
                         run = TimedRun(f"wm-{len(wm_probe)}", wcfg, root=tmp, device=getattr(wcfg, "device", None))
                         model = fit_world_model(data, domain, _probe_config(wcfg, probe_steps), run, progress=False)
                         wm_probe[wkey] = (_step_time(run), model)

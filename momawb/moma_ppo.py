@@ -402,7 +402,7 @@ def train(config: MomaPPOConfig, dataset, domain, run: Run, *, progress: bool = 
           **extra) -> PolicyTeam:
     """Train MOMA-PPO (or online MAPPO) and return the decentralised team.
 
-    ``mode='model'`` needs ``world_model`` (``momawb.world_model.load_or_fit``); ``'simulator'``
+    ``mode='model'`` needs ``world_model`` (``momawb.model_trainer.load_or_fit``); ``'simulator'``
     restarts ``domain.simulator()`` from dataset states; ``'online'`` needs no dataset.
     Resumes from ``run``'s checkpoint; logs every ``log_every`` iterations; evaluates greedily in
     the real env every ``eval_every`` iterations (``eval/score``).
@@ -414,7 +414,7 @@ def train(config: MomaPPOConfig, dataset, domain, run: Run, *, progress: bool = 
     if cfg.mode == "model":
         if world_model is None:
             raise ValueError("MOMA-PPO with mode='model' needs a learned world model: fit or load one with "
-                             "momawb.world_model.load_or_fit(dataset, domain, WorldModelConfig(), run) and pass "
+                             "momawb.model_trainer.load_or_fit(dataset, domain, WorldModelConfig(), run) and pass "
                              "train(..., world_model=wm); or set mode='simulator' (ground truth) or 'online'")
         env = world_model
     elif cfg.mode == "simulator":

@@ -173,7 +173,8 @@ def fit_world_model_job(job: Job, progress: bool = False):
     step-time options (e.g. ``clip_state``)."""
     from momawb.runs import Run
     from momawb.train import dataset_tag
-    from momawb.world_model import STEP_OPTIONS, load_or_fit
+    from momawb.model_trainer import load_or_fit
+    from momawb.world_model import STEP_OPTIONS
     domain, dataset = job_setup(job)
     wm_cfg, fit_cfg = _world_model_config(job), _fit_config(job)
     run = Run(f"{domain.name}/{dataset_tag(dataset)}/world_model", fit_cfg, seed=0, root=job.root,

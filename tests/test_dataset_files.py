@@ -16,7 +16,8 @@ from momawb.dataset_files import DatasetWarning
 from momawb.datasets import Dataset, DatasetError
 from momawb.domains import Domain
 from momawb.runs import Run
-from momawb.world_model import EnsembleTrainer, WorldModelConfig
+from momawb.model_trainer import EnsembleTrainer
+from momawb.world_model import WorldModelConfig
 
 S = 2   # state width of the toy files
 

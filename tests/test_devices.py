@@ -29,7 +29,7 @@ CREATORS = {"as_tensor", "tensor", "zeros", "ones", "full", "empty", "arange", "
 #: (file, function) -> why a tensor made there without ``device=`` is right
 ALLOWED = {
     ("nets.py", "positional_encoding"): "a module buffer, moved with the module by .to(device)",
-    ("world_model.py", "_inputs_targets"): "host staging of the dataset; EnsembleTrainer moves it to the device",
+    ("model_trainer.py", "_inputs_targets"): "host staging of the dataset; EnsembleTrainer moves it to the device",
     ("runs.py", "_byte_state"): "RNG states must be CPU byte tensors",
     ("generate/reacher.py", "reacher_rollouts"): "a seed drawn on the host (torch.randint with a CPU generator)",
     ("generate/reacher.py", "act"): "the zero team's actions are read back on the host",

@@ -4,7 +4,8 @@ import torch
 
 from momawb.calibration import rollout_state_norms
 from momawb.runs import Run
-from momawb.world_model import WorldModelConfig, fit_world_model
+from momawb.model_trainer import fit_world_model
+from momawb.world_model import WorldModelConfig
 from devices import TEST_DEVICE
 from test_world_model import linear_dataset, linear_domain
 

@@ -196,7 +196,8 @@ def test_model_mode_without_world_model_says_how_to_get_one(tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("momawb.world_model") is None, reason="world_model.py not written yet")
 @pytest.mark.parametrize("name", ["favorable", "neutral", "unfavorable"])
 def test_game_agents_agree_with_learned_world_model(name, tmp_path):
-    from momawb.world_model import WorldModelConfig, fit_world_model
+    from momawb.model_trainer import fit_world_model
+    from momawb.world_model import WorldModelConfig
     ds = game_dataset(name, root=tmp_path)
     dom = game.make_domain()
     wm_fields = set(WorldModelConfig.keys())

@@ -11,8 +11,8 @@ from momawb.generate import game_dataset_config, generate_game
 from momawb.runs import Run, TrainingDiverged
 from momawb import plots
 from momawb.calibration import calibration
-from momawb.world_model import (EnsembleTrainer, WorldModel, WorldModelConfig, _clip_member_grads,
-                                ensemble_uncertainty, fit_world_model, load_or_fit, majority_not_terminal)
+from momawb.model_trainer import EnsembleTrainer, _clip_member_grads, fit_world_model, load_or_fit
+from momawb.world_model import WorldModel, WorldModelConfig, ensemble_uncertainty, majority_not_terminal
 from devices import TEST_DEVICE, assert_same_numbers
 
 TINY = dict(hidden=(64, 64), lr=2e-3, batch_size=64, eval_every=100, log_every=50, checkpoint_every=100,
