@@ -1,11 +1,12 @@
 """Where the attention memory's time goes (issue 19): one MAPPO minibatch of `nets.AgentMemory`
 at PO Ant sizes (4 agents x 256 histories x 10 steps of 17 features, e_h = 128), forward and
-backward, in fp32 and under bf16 autocast; the forward split into its steps; and, with
+backward, in fp32 and under bf16 autocast; the forward's largest operators; and, with
 ``--compile``, the same module through ``torch.compile`` (inductor; needs a C++ compiler).
 
-Printed: ms per minibatch (median of ``--reps`` rounds of 10), ratios against fp32 eager, and
-the GFLOP/s its three projections reach against a plain bf16/fp32 ``torch.bmm`` of the
-world model's shape measured in the same run (the machine's matmul peak for comparison).
+Printed: ms per minibatch (median of ``--reps`` rounds of 10), ratios against fp32 eager, the
+forward's largest operators (torch's profiler on the module itself, so the split follows the
+code), and a plain bf16/fp32 ``torch.bmm`` of the world model's shape measured in the same run
+(the machine's matmul peak, for comparison).
 
 Usage: python benchmarks/bench_memory.py [--reps 5] [--compile]
 Timings on a shared machine are noisy: read the ratios, and rerun.
@@ -13,12 +14,10 @@ Timings on a shared machine are noisy: read the ratios, and rerun.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from momawb.nets import AgentMemory
 
@@ -46,30 +45,27 @@ def forward_backward(memory, forward, hist, precision: str):
     return step
 
 
-def forward_steps(m: AgentMemory, hist: torch.Tensor, precision: str, reps: int) -> dict[str, float]:
-    """ms of each step of `AgentMemory.forward`, rerun one step at a time (no grad)."""
-    x = hist.reshape(-1, N, L, FEAT).transpose(0, 1).reshape(N, B * L, FEAT)
-    out: dict[str, float] = {}
+def forward_ops(m: AgentMemory, hist: torch.Tensor, precision: str, reps: int, top: int = 8) -> list[tuple[str, float]]:
+    """The real `AgentMemory.forward` (no grad) under torch's profiler: its ``top`` operators by
+    self time, each with its input shapes, in ms per forward."""
+    from torch.profiler import ProfilerActivity, profile
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-        z = m.embed(x).reshape(N, B, L, E) + m.pos
-        q, k, v = m.qkv(z.reshape(N, -1, E)).reshape(N, B, L, 3 * E).chunk(3, -1)
-        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(E), -1)
-        av = att @ v
-        zn = F.layer_norm(z + av, (E,)) * m.norm_gain + m.norm_bias
-        keys = torch.tanh(m.soft_key(zn.reshape(N, -1, E)))
-        steps = {
-            "embed + positions": lambda: m.embed(x).reshape(N, B, L, E) + m.pos,
-            "q, k, v projection": lambda: m.qkv(z.reshape(N, -1, E)),
-            "q k^T and softmax": lambda: torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(E), -1),
-            "attention x v": lambda: att @ v,
-            "skip + layer norm + gain": lambda: F.layer_norm(z + av, (E,)) * m.norm_gain + m.norm_bias,
-            "soft keys (linear + tanh)": lambda: torch.tanh(m.soft_key(zn.reshape(N, -1, E))),
-            "scores + softmax pooling": lambda: (torch.softmax(torch.bmm(keys, m.soft_query).reshape(N, B, L), -1)
-                                                 .unsqueeze(-1) * zn).sum(-2),
-        }
-        for name, fn in steps.items():
-            out[name] = median_ms(fn, reps)
-    return out
+        for _ in range(2):
+            m(hist)
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            for _ in range(reps):
+                m(hist)
+    rows = sorted(prof.key_averages(group_by_input_shape=True), key=lambda e: -e.self_cpu_time_total)
+    return [(f"{e.key} {[list(s) for s in e.input_shapes if s]}", e.self_cpu_time_total / 1e3 / reps)
+            for e in rows[:top]]
+
+
+def projection_gflops(m: AgentMemory, precision: str, reps: int) -> float:
+    """GFLOP/s of the memory's own q, k, v and soft-key layers on one minibatch's rows."""
+    z = torch.randn(N, B * L, E)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        t = median_ms(lambda: (m.qkv(z), m.soft_key(z)), reps)
+    return 2 * N * B * L * E * (3 * E + E) / t / 1e6
 
 
 def bmm_gflops(dtype: torch.dtype, reps: int, shape=(7, 256, 1024, 1024)) -> float:
@@ -95,20 +91,21 @@ def main() -> None:
         ms = median_ms(forward_backward(m, m, hist, precision), args.reps)
         base = base or ms
         print(f"\n  {precision}: forward + backward {ms:.1f} ms ({base / ms:.2f}x fp32 eager)")
-        steps = forward_steps(m, hist, precision, args.reps)
-        for name, t in steps.items():
-            print(f"    forward: {name:28s} {t:6.2f} ms")
-        proj = 2 * N * B * L * E * (3 * E + E)            # q, k, v and soft-key products, forward
-        t_proj = steps["q, k, v projection"] + steps["soft keys (linear + tanh)"]
-        print(f"    projections (q, k, v, soft keys): {proj / t_proj / 1e6:.0f} GFLOP/s "
+        rate = projection_gflops(m, precision, args.reps)
+        print(f"    its projections (q, k, v and soft keys, {N} x {B * L} rows): {rate:.0f} GFLOP/s "
               f"(plain bmm {peak[precision]:.0f})")
+        ops = forward_ops(m, hist, precision, args.reps)
+        print("    forward, its largest operators (ms per forward, profiled):")
+        for name, t in ops:
+            print(f"      {t:6.2f}  {name}")
         if args.compile:
             compiled = torch.compile(m)
             t0 = time.perf_counter()
             forward_backward(m, compiled, hist, precision)()
             ctime = time.perf_counter() - t0
             cms = median_ms(forward_backward(m, compiled, hist, precision), args.reps)
-            print(f"    torch.compile: {cms:.1f} ms ({ms / cms:.2f}x eager {precision}; first call {ctime:.0f} s)")
+            print(f"    torch.compile: {cms:.1f} ms ({ms / cms:.2f}x eager {precision}; first call {ctime:.0f} s, "
+                  "less when inductor's on-disk cache already holds the kernels)")
 
 
 if __name__ == "__main__":
