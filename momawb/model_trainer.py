@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from momawb.datasets import Dataset, DatasetError
 from momawb.precision import adam, autocast
 from momawb.runs import Run, pick_device, train_loop
-from momawb.world_model import _CHUNK, MODEL_FILE, GaussianEnsemble, WorldModel, WorldModelConfig, gaussian_nll
+from momawb.world_model import EVAL_CHUNK, MODEL_FILE, GaussianEnsemble, WorldModel, WorldModelConfig, gaussian_nll
 
 __all__ = ["EnsembleTrainer", "fit_world_model", "load_or_fit"]
 
@@ -141,8 +141,8 @@ class EnsembleTrainer:
         """Per-member (E,) validation MSE of the predicted means (state, reward) and NLL."""
         x, y, d = self.val
         e, sums = self.cfg.n_members, torch.zeros(3, self.cfg.n_members, device=self.device)
-        for i in range(0, len(x), _CHUNK):
-            xc, yc = x[i:i + _CHUNK].expand(e, -1, -1), y[i:i + _CHUNK].expand(e, -1, -1)
+        for i in range(0, len(x), EVAL_CHUNK):
+            xc, yc = x[i:i + EVAL_CHUNK].expand(e, -1, -1), y[i:i + EVAL_CHUNK].expand(e, -1, -1)
             mean, logvar, _ = self.ensemble(xc)
             n = xc.shape[1]
             sums += n * torch.stack([((mean - yc)[..., :-1] ** 2).mean((1, 2)), ((mean - yc)[..., -1] ** 2).mean(1),

@@ -49,13 +49,13 @@ from momawb.nets import ACTIVATIONS, StackedMLP
 from momawb.precision import PRECISIONS, autocast
 from momawb.runs import atomic_torch_save, pick_device
 
-__all__ = ["WorldModelConfig", "GaussianEnsemble", "WorldModel", "STEP_OPTIONS", "MODEL_FILE", "gaussian_nll",
-           "ensemble_uncertainty", "majority_not_terminal"]
+__all__ = ["WorldModelConfig", "GaussianEnsemble", "WorldModel", "STEP_OPTIONS", "MODEL_FILE", "EVAL_CHUNK",
+           "gaussian_nll", "ensemble_uncertainty", "majority_not_terminal"]
 
 #: config fields that act only in `WorldModel.step` (not in fitting): a fitted model takes others (`with_options`)
 STEP_OPTIONS = ("clip_state",)
 
-_CHUNK = 16384   # rows per forward pass in evaluation / step (memory only; results do not depend on it)
+EVAL_CHUNK = 16384   # rows per forward pass in evaluation / step (memory only; results do not depend on it)
 MODEL_FILE = "world_model.pt"
 
 
@@ -232,9 +232,9 @@ class WorldModel:
         net = self._elite_net if members == "elites" else self.ensemble
         st, out = self.stats, []
         with torch.no_grad():
-            for i in range(0, max(len(s), 1), _CHUNK):
-                sc = s[i:i + _CHUNK]
-                x = (torch.cat([sc, self.domain.encode_actions(a[i:i + _CHUNK])], -1) - st["in_mean"]) / st["in_std"]
+            for i in range(0, max(len(s), 1), EVAL_CHUNK):
+                sc, ac = s[i:i + EVAL_CHUNK], a[i:i + EVAL_CHUNK]
+                x = (torch.cat([sc, self.domain.encode_actions(ac)], -1) - st["in_mean"]) / st["in_std"]
                 with autocast(self.config.precision, self.device):
                     mean, logvar, logit = (t.float() for t in net(x.expand(net.n, *x.shape)))
                 y = mean * st["out_std"] + st["out_mean"]

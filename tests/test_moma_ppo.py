@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
 
 import numpy as np
@@ -193,7 +192,6 @@ def test_model_mode_without_world_model_says_how_to_get_one(tmp_path):
               progress=False)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("momawb.world_model") is None, reason="world_model.py not written yet")
 @pytest.mark.parametrize("name", ["favorable", "neutral", "unfavorable"])
 def test_game_agents_agree_with_learned_world_model(name, tmp_path):
     from momawb.model_trainer import fit_world_model
