@@ -2,7 +2,7 @@
 
 `EnsembleTrainer` holds the optimiser, the standardised data on the device, each member's
 best-validation weights and the early-stopping state; `fit_world_model` runs it through
-`runs.train_loop` (resume, NaN guard, atomic checkpoints) and saves the `WorldModel`;
+`loop.train_loop` (resume, NaN guard, atomic checkpoints) and saves the `WorldModel`;
 `load_or_fit` returns a run's finished model or fits it. The training choices (delta targets,
 standardisation, per-member minibatches and gradient clipping, best-weight snapshots and
 patience) are listed in `momawb.world_model`'s docstring.
@@ -18,7 +18,8 @@ from torch.nn import functional as F
 
 from momawb.datasets import Dataset, DatasetError
 from momawb.precision import adam, autocast
-from momawb.runs import Run, pick_device, train_loop
+from momawb.loop import train_loop
+from momawb.runs import Run, pick_device
 from momawb.world_model import EVAL_CHUNK, MODEL_FILE, GaussianEnsemble, WorldModel, WorldModelConfig, gaussian_nll
 
 __all__ = ["EnsembleTrainer", "fit_world_model", "load_or_fit"]
@@ -111,7 +112,7 @@ class EnsembleTrainer:
 
     def update(self, step: int) -> dict[str, float | torch.Tensor]:
         """One Adam step on every member's own minibatch. ``sampling='device'``: no host sync, the
-        metrics stay tensors and a non-finite loss is stepped on (`runs.train_loop` stops the run
+        metrics stay tensors and a non-finite loss is stepped on (`loop.train_loop` stops the run
         at its next read, before any checkpoint); 'host': the step is skipped and the loop raises."""
         xs, ys, ds = self.train
         shape = (self.cfg.n_members, self.cfg.batch_size)                # own minibatch per member

@@ -21,7 +21,7 @@ Reacher expert teams). All three fill the same `Rollouts` (b, k) layout.
 
 Borrowed: `rollouts` (model and online collection), `nets.AgentEncoder` / `AgentPolicy` / `AgentMLP` /
 `Mixer` / `PolicyTeam` / `RunningNorm`,
-`runs.train_loop` (resume, NaN guard, tqdm, logs, eval), `evaluation.evaluate`.
+`loop.train_loop` (resume, NaN guard, tqdm, logs, eval), `evaluation.evaluate`.
 
 Choices where the paper is silent, and deviations from the released code
 (`reference/official-code-notes.md`):
@@ -65,7 +65,8 @@ from momawb.model_env import SimulatorEnv, StepOut
 from momawb.nets import AgentEncoder, AgentMLP, AgentPolicy, Mixer, NormalizedEncoder, PolicyTeam, RunningNorm
 from momawb.precision import PRECISIONS, adam, autocast
 from momawb.rollouts import OnlineCollector, Rollouts, model_rollouts, sample_starts
-from momawb.runs import Run, iterate_minibatches, pick_device, train_loop
+from momawb.loop import iterate_minibatches, train_loop
+from momawb.runs import Run, pick_device
 
 __all__ = ["MomaPPOConfig", "MomaPPOAgents", "Rollouts", "sample_starts", "model_rollouts",
            "OnlineCollector", "timeout_gae", "ppo_loss", "MomaPPO", "train"]

@@ -189,7 +189,7 @@ def run_job(job: Job, progress: bool = False, threads: int | None = None) -> dic
     if threads:
         torch.set_num_threads(threads)
     from momawb.train import dataset_tag
-    from momawb.runs import TrainingDiverged
+    from momawb.loop import TrainingDiverged
     t0 = time.time()
     try:
         domain, dataset, res = _train(job, progress)

@@ -128,7 +128,7 @@ def test_a_diverged_variant_is_a_recorded_row_not_a_crash(tmp_path, monkeypatch)
     explode) as a row with score nan and the error; other jobs still raise."""
     import json
 
-    from momawb.runs import TrainingDiverged
+    from momawb.loop import TrainingDiverged
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "metrics.jsonl").write_text(json.dumps({"step": 10, "eval/score": 0.2, "rollout/length": 3.0,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from momawb.runs import (Run, RunFileRepaired, TrainingDiverged, atomic_torch_save, pick_device, seed_everything,
-                         train_loop)
+from momawb.loop import TrainingDiverged, train_loop
+from momawb.runs import Run, RunFileRepaired, atomic_torch_save, pick_device, seed_everything
 
 sys.path.insert(0, str(Path(__file__).parent))
 import toy_trainer  # noqa: E402

@@ -8,7 +8,8 @@ from momawb.config import ConfigError
 from momawb.datasets import Dataset, DatasetError
 from momawb.domains import Domain, SimStep, make
 from momawb.generate import game_dataset_config, generate_game
-from momawb.runs import Run, TrainingDiverged
+from momawb.loop import TrainingDiverged
+from momawb.runs import Run
 from momawb import plots
 from momawb.calibration import calibration
 from momawb.model_trainer import EnsembleTrainer, _clip_member_grads, fit_world_model, load_or_fit
@@ -225,7 +226,7 @@ def test_resume_after_interrupt_matches_uninterrupted(sampling, tmp_path, monkey
 @pytest.mark.parametrize("sampling", ["host", "device"])
 def test_nan_raises_and_keeps_last_checkpoint(sampling, tmp_path, monkeypatch):
     """With device sampling on an accelerator the metrics are read at log and checkpoint steps
-    only (`runs.train_loop`): the NaN of step 14 is caught at step 19, before checkpoint 20."""
+    only (`loop.train_loop`): the NaN of step 14 is caught at step 19, before checkpoint 20."""
     ds, dom = linear_dataset(600), linear_domain()
     cfg = WorldModelConfig(**{**TINY, "checkpoint_every": 10}, steps=40, sampling=sampling)
     original = EnsembleTrainer.update

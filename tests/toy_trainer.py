@@ -1,4 +1,4 @@
-"""A tiny trainer on runs.train_loop, used by the kill-and-resume tests (importable by a
+"""A tiny trainer on loop.train_loop, used by the kill-and-resume tests (importable by a
 subprocess). Minibatches come from the run's numpy Generator and the net uses dropout, so both
 RNG streams matter for an exact resume. It runs on the run's device (the test device: CUDA under
 MOMAWB_TEST_DEVICE=cuda, where dropout draws from the CUDA generator)."""
@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import torch
 
-from momawb.runs import Run, train_loop
+from momawb.loop import train_loop
+from momawb.runs import Run
 
 
 class Toy:

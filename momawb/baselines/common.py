@@ -12,7 +12,7 @@
 * `AgentTeam`, `CentralTeam`: the `evaluation.Team` of decentralised and centralised learners;
 * `Learner`: checkpointing (networks, targets, optimisers, counter) for every algorithm;
 * `build_encoder`, `adam`, `fit`: the memory module of section 4 (shared by every network of
-  an agent, Polyak-averaged target copy), optimisers, and the loop through `runs.train_loop`
+  an agent, Polyak-averaged target copy), optimisers, and the loop through `loop.train_loop`
   with periodic greedy evaluation.
 
 Shapes: per-agent tensors are ``(B..., N, D)``; critic outputs ``(C, B..., N)``.
@@ -31,7 +31,8 @@ from momawb import precision
 from momawb.config import Config, param
 from momawb.evaluation import evaluate
 from momawb.nets import AgentEncoder, AgentMLP, NormalizedEncoder, RunningNorm, StackedMLP
-from momawb.runs import Run, train_loop
+from momawb.loop import train_loop
+from momawb.runs import Run
 
 __all__ = ["BaselineConfig", "Batch", "ReplaySampler", "OnlineBuffer", "centralize", "joint_index",
            "split_joint_index", "AgentCritic", "TanhPolicy", "AgentTeam", "CentralTeam", "build_encoder", "state_norm",
@@ -371,7 +372,7 @@ class Learner:
 def fit(run: Run, algo: Any, config: BaselineConfig, sampler: ReplaySampler, domain, team: nn.Module, *,
         n_steps: int | None = None, update: Callable[[int], dict] | None = None, desc: str = "",
         progress: bool = True) -> int:
-    """`runs.train_loop` over ``algo.update(sampler.sample(batch_size))`` with periodic greedy
+    """`loop.train_loop` over ``algo.update(sampler.sample(batch_size))`` with periodic greedy
     evaluation (``evaluation.evaluate``, summary logged as ``eval/score``, ...)."""
     def evaluate_team(done: int) -> dict:
         return evaluate(team, domain, episodes=config.eval_episodes, seed=EVAL_SEED + run.seed,

@@ -17,7 +17,7 @@
 
 Borrowed: `nets.AgentPolicy` (Gaussian or categorical), `nets.AgentMLP` (V), `nets.Mixer`,
 `nets.soft_update`; `common.AgentCritic` (double Q stacked over critics and agents),
-`common.ReplaySampler`, `common.fit` (-> `runs.train_loop`: resume, NaN guard, tqdm, eval).
+`common.ReplaySampler`, `common.fit` (-> `loop.train_loop`: resume, NaN guard, tqdm, eval).
 
 Deliberate deviations:
 * PAPER.md writes B(s) = exp(b_Q - b_V) without beta; with beta inside, the product of

@@ -10,7 +10,7 @@ delayed actor updates (TD3), and the actor loss of TD3+BC,
 
 Continuous actions only (raises on a discrete domain). Borrowed: `common.TanhPolicy`,
 `common.AgentCritic` (2 critics x N agents, stacked), `nets.Mixer`, `nets.soft_update`,
-`common.ReplaySampler`, `common.fit` (-> `runs.train_loop`). `TD3BC.critic_loss` and
+`common.ReplaySampler`, `common.fit` (-> `loop.train_loop`). `TD3BC.critic_loss` and
 `TD3BC.actor_loss` are the hooks ICQL and IOMAR (`cql.py`) override.
 
 Deliberate deviations: the official code has no centralised TD3 (MATD3+BC is built here from

@@ -101,7 +101,8 @@ def train_reacher_expert(config: ReacherDatasetConfig, seed: int, root: str | Pa
 
     from momawb import conventions, moma_ppo
     from momawb.domains import reacher
-    from momawb.runs import Run, TrainingDiverged
+    from momawb.loop import TrainingDiverged
+    from momawb.runs import Run
 
     cfg = config.training_config(seed)
     coef = config.shaping if shaping_sign else 0.0
