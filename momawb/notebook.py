@@ -200,7 +200,7 @@ class Setup:
 
     def write_results(self, rows) -> Path:
         """Merge ``rows`` into ``out_dir/results.json``; rows of other finished runs are kept."""
-        from momawb.sweep import write_results
+        from momawb.results import write_results
         return write_results(self.out_dir / "results.json", rows, notebook=self.notebook, preset=self.preset)
 
     def save_table(self, table, name: str) -> None:

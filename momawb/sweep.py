@@ -9,6 +9,7 @@ Every job is ``momawb.train.train``: it resumes from its checkpoint and skips tr
 ``result.json`` exists, so a sweep interrupted at any point and started again skips finished
 jobs and resumes unfinished ones. MOMA-PPO's world models are fitted first, one per dataset
 (PAPER.md: shared by all seeds and observation settings), so parallel jobs never race on one.
+The rows go to a notebook's ``results.json`` through `momawb.results`.
 """
 from __future__ import annotations
 
@@ -16,17 +17,15 @@ import json
 import math
 import os
 import time
-import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
-from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
 __all__ = ["Job", "grid", "observation_grid", "run_job", "trained_team", "fit_world_model_job", "sweep", "gpu_slots",
-           "ray_resources", "process_pool", "write_results", "read_results", "run_key", "CENTRALIZED"]
+           "ray_resources", "process_pool", "CENTRALIZED"]
 
 #: methods that act on the global state (centralized execution): run only under full observability
 CENTRALIZED = ("iql",)
@@ -372,57 +371,3 @@ def _ray_phase(fn, jobs: Sequence[Job], address: str | None, done: Callable[[int
         ready, pending = ray.wait(pending, num_returns=1)
         for r in ready:
             done(refs[r], ray.get(r))
-
-
-def run_key(row: dict) -> str:
-    """A result row's identity: its run folder below ``runs/`` (domain-task / dataset tag /
-    method-hash(config, seed)), the same wherever the outputs root lives."""
-    rd = str(row.get("run_dir", ""))
-    return rd.split("/runs/", 1)[-1] if rd else json.dumps([row.get(k) for k in ("method", "dataset", "task", "seed")])
-
-
-def write_results(path: str | Path, rows: Sequence[dict], **meta: Any) -> Path:
-    """Merge ``rows`` into ``results.json`` by run (`run_key`): a row of the same run replaces
-    the stored one, rows of other finished runs are kept, so a subset run (one method, one
-    seed) never loses what earlier runs produced. Each row: method, dataset, task, seed, score,
-    curve, config, wall time. The file also holds library versions and ``meta``; writes are
-    atomic and serialised by a lock file beside it (two notebooks may finish at once)."""
-    import fcntl
-    from momawb.datasets import library_versions
-    from momawb.runs import atomic_write_bytes
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        old = []
-        if path.exists():
-            try:
-                old = read_results(path)["rows"]
-            except ValueError as e:  # keep the unreadable file for inspection, never overwrite it
-                keep = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
-                path.rename(keep)
-                warnings.warn(f"{e}; moved to {keep}, writing a new {path.name}")
-        merged = {run_key(r): r for r in old}
-        merged.update({run_key(r): dict(r) for r in rows})
-        blob = {"rows": list(merged.values()), "versions": library_versions(), **meta,
-                "written": time.strftime("%Y-%m-%dT%H:%M:%S"), "last_grid": [run_key(r) for r in rows]}
-        atomic_write_bytes(path, json.dumps(blob, indent=1, default=str).encode())
-    return path
-
-
-def read_results(path: str | Path, rows_of: Sequence[dict] | None = None) -> dict:
-    """The blob of ``results.json``; with ``rows_of`` (rows or jobs' rows), only those runs.
-
-    Raises ValueError naming the file when it is not a results file (torn or foreign)."""
-    path = Path(path)
-    try:
-        blob = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); move it away, the next run writes a new one "
-                         "from the finished runs") from e
-    if not isinstance(blob, dict) or not isinstance(blob.get("rows"), list):
-        raise ValueError(f"{path} is not a momawb results file (no 'rows' list)")
-    if rows_of is not None:
-        keys = {run_key(r) for r in rows_of}
-        blob = {**blob, "rows": [r for r in blob["rows"] if run_key(r) in keys]}
-    return blob

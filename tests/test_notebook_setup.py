@@ -8,7 +8,7 @@ import yaml
 from papermill.translators import translate_parameters
 
 from momawb import config as cfg
-from momawb import notebook, sweep
+from momawb import notebook, results, sweep
 from momawb.train import method_config
 
 GAME = {"preset": "ci", "datasets": ["favorable", "neutral", "unfavorable"], "methods": ["iql", "maiql", "ibc", "moma_ppo"],
@@ -193,23 +193,23 @@ def test_results_file_merges_by_run(tmp_path):
         return {"method": m, "dataset": "neutral", "task": "default", "seed": seed, "score": score,
                 "run_dir": f"/x/outputs/runs/game-2/neutral-abc/{m}-{seed}{m}"}
     path = tmp_path / "coordination_game" / "ci" / "results.json"
-    sweep.write_results(path, [row("iql", s, 0.5) for s in range(3)] + [row("ibc", 0, 0.1)], notebook="g")
-    sweep.write_results(path, [row("iql", 1, 0.9)], notebook="g")          # one method, one seed
-    rows = sweep.read_results(path)["rows"]
+    results.write_results(path, [row("iql", s, 0.5) for s in range(3)] + [row("ibc", 0, 0.1)], notebook="g")
+    results.write_results(path, [row("iql", 1, 0.9)], notebook="g")          # one method, one seed
+    rows = results.read_results(path)["rows"]
     assert len(rows) == 4 and sorted(r["score"] for r in rows) == [0.1, 0.5, 0.5, 0.9]
-    assert [r["score"] for r in sweep.read_results(path, rows_of=[row("iql", 1, 0)])["rows"]] == [0.9]
-    sweep.write_results(path, [], notebook="g")                              # an empty grid loses nothing
-    assert len(sweep.read_results(path)["rows"]) == 4
+    assert [r["score"] for r in results.read_results(path, rows_of=[row("iql", 1, 0)])["rows"]] == [0.9]
+    results.write_results(path, [], notebook="g")                              # an empty grid loses nothing
+    assert len(results.read_results(path)["rows"]) == 4
 
 
 def test_unreadable_results_file_is_kept_aside(tmp_path):
     path = tmp_path / "results.json"
     path.write_text('{"rows": [{"method": "iql"')                              # torn
     with pytest.raises(ValueError, match="results.json is not valid JSON"):
-        sweep.read_results(path)
+        results.read_results(path)
     with pytest.warns(UserWarning, match="moved to"):
-        sweep.write_results(path, [{"method": "ibc", "run_dir": "/o/runs/a/b"}])
-    assert len(sweep.read_results(path)["rows"]) == 1
+        results.write_results(path, [{"method": "ibc", "run_dir": "/o/runs/a/b"}])
+    assert len(results.read_results(path)["rows"]) == 1
     assert len(list(tmp_path.glob("results.json.unreadable-*"))) == 1
 
 

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from momawb import sweep
+from momawb import results, sweep
 
 FAST = {"ibc": {"steps": 60, "eval_every": 30, "eval_episodes": 2, "checkpoint_every": 20, "log_every": 10,
                 "hidden": [32, 32], "batch_size": 64}}
@@ -28,12 +28,12 @@ def test_local_pool_matches_serial_and_skips_finished(tmp_path):
     serial = sweep.sweep(_jobs(tmp_path / "a"), backend="serial", progress=False)
     pooled = sweep.sweep(_jobs(tmp_path / "b"), backend="local", workers=2, progress=False)
     assert _scores(serial) == _scores(pooled) and len(serial) == 2
-    results = sorted((tmp_path / "b").rglob("result.json"))
-    stamps = [p.stat().st_mtime_ns for p in results]
+    files = sorted((tmp_path / "b").rglob("result.json"))
+    stamps = [p.stat().st_mtime_ns for p in files]
     again = sweep.sweep(_jobs(tmp_path / "b"), backend="local", workers=2, progress=False)
     assert _scores(again) == _scores(pooled)
-    assert [p.stat().st_mtime_ns for p in results] == stamps  # not trained or evaluated again
-    path = sweep.write_results(tmp_path / "results.json", again, notebook="t")
+    assert [p.stat().st_mtime_ns for p in files] == stamps  # not trained or evaluated again
+    path = results.write_results(tmp_path / "results.json", again, notebook="t")
     blob = json.loads(path.read_text())
     assert blob["rows"][0]["config"] and blob["versions"]["torch"] and blob["rows"][0]["wall_time"] > 0
 
