@@ -2,8 +2,9 @@
 MOMA-PPO's configs (both recorded in the run's config, so runs of each kind never share a folder).
 
 * ``precision="fp32"`` (default): plain float32 everywhere; the numbers every test and table use.
-* ``"bf16"``: the networks' forward (and so backward) passes under ``torch.autocast`` with
-  bfloat16 (8 bits of mantissa), outputs cast back to float32 before any loss, log-probability,
+* ``"bf16"``: forward (and so backward) passes under ``torch.autocast`` with bfloat16 (8 bits
+  of mantissa): the whole ensemble in the world model, the agents' encoder (the attention
+  memory) in MOMA-PPO. Outputs are cast back to float32 before any loss, log-probability,
   variance or ensemble statistic. On CPUs with AVX-512 BF16 / AMX the matmuls run several times
   faster (`benchmarks/bench_speed.py` measures it, and the validation NLL beside fp32's).
 * ``"tf32"``: float32 tensors, matmuls allowed to use TensorFloat-32 (CUDA Ampere and later;
