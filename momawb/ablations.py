@@ -23,12 +23,13 @@ a small one.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+
+from momawb.sweep import diverged, scored   # re-exported: the ablations notebook reads them here
 
 __all__ = ["VARIANTS", "LABELS", "CONCLUSIONS", "STEP_UNITS", "scored", "diverged", "as_methods", "ablation_jobs",
            "rollout_summary", "rollout_table", "difference", "comparisons"]
@@ -86,20 +87,6 @@ def _variant(row: Mapping) -> str:
     return row.get("variant") or "moma_ppo"
 
 
-def scored(rows: Iterable[Mapping]) -> list[Mapping]:
-    """The rows with a score (not diverged)."""
-    return [r for r in rows if not r.get("diverged")]
-
-
-def diverged(rows: Iterable[Mapping]) -> dict[tuple[str, str], list[int]]:
-    """(variant, setting) -> the seeds whose training diverged (non-finite values)."""
-    out: dict = {}
-    for r in rows:
-        if r.get("diverged"):
-            out.setdefault((_variant(r), r["task"]), []).append(int(r["seed"]))
-    return out
-
-
 def as_methods(rows: Iterable[Mapping]) -> list[dict]:
     """``rows`` with ``method`` = their variant (tables and curves take one column per variant)."""
     return [{**r, "method": _variant(r)} for r in rows]
@@ -122,10 +109,10 @@ def ablation_jobs(variants: Iterable[str], dataset: str, seeds: Iterable[int], d
         over = {k: dict(s) for k, s in (overrides or {}).items()}
         for section, values in VARIANTS[v].items():
             over.setdefault(section, {}).update(values)
+        # a variant without a safeguard may diverge: that is a result (a row with score nan), not an error
         jobs += sweep.observation_grid(["moma_ppo"], dataset, seeds, domain, observations, po_memory=po_memory,
-                                       overrides=over, variant=v, **kw)
-    # a variant without a safeguard may diverge: that is a result (a row with score nan), not an error
-    return [dataclasses.replace(j, on_diverge="record") for j in jobs]
+                                       overrides=over, variant=v, on_diverge="record", **kw)
+    return jobs
 
 
 def rollout_summary(metric_rows: Iterable[Mapping]) -> dict[str, float]:

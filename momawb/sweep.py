@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Sequence
 from tqdm.auto import tqdm
 
 __all__ = ["Job", "grid", "observation_grid", "run_job", "trained_team", "fit_world_model_job", "sweep", "gpu_slots",
-           "ray_resources", "process_pool", "CENTRALIZED"]
+           "ray_resources", "process_pool", "scored", "diverged", "CENTRALIZED"]
 
 #: methods that act on the global state (centralized execution): run only under full observability
 CENTRALIZED = ("iql",)
@@ -69,13 +69,19 @@ def grid(methods: Sequence[str], datasets: Sequence[str], seeds: Iterable[int], 
          tasks: Sequence[dict] | None = None, notebook: str | None = None, preset: str | None = None,
          overrides: dict[str, dict] | None = None, eval_episodes: int = 100, root: str | None = None,
          skip: Callable[[str, dict], bool] | None = None, resample_data: bool = False,
-         variant: str = "") -> list[Job]:
+         variant: str = "", on_diverge: str = "raise") -> list[Job]:
     """The full grid; ``skip(method, task_kwargs)`` drops combinations (e.g. IQL under PO).
 
     ``resample_data=True`` collects a fresh dataset for every seed (dataset seed = run seed), so
     the spread over seeds includes the data-collection noise (the game: which convention a
     finite random dataset happens to favour). ``variant`` labels the jobs' rows (its runs differ
-    through ``overrides``)."""
+    through ``overrides``). ``on_diverge="record"`` makes a training that diverges (non-finite
+    values) a row with score nan and ``diverged`` set (see `scored`, `diverged`) instead of an
+    error that stops the sweep (``"raise"``, the default).
+
+    Raises ValueError for an unknown ``on_diverge``."""
+    if on_diverge not in ("raise", "record"):
+        raise ValueError(f"on_diverge must be 'raise' or 'record', got {on_diverge!r}")
     jobs = []
     for task in tasks or [{}]:
         for ds in datasets:
@@ -85,8 +91,22 @@ def grid(methods: Sequence[str], datasets: Sequence[str], seeds: Iterable[int], 
                 for s in seeds:
                     jobs.append(Job(m, ds, int(s), domain, _freeze(task), notebook, preset,
                                     _freeze(overrides), eval_episodes, None if root is None else str(root),
-                                    int(s) if resample_data else None, variant))
+                                    int(s) if resample_data else None, variant, on_diverge))
     return jobs
+
+
+def scored(rows: Iterable[dict]) -> list[dict]:
+    """The rows with a score: all but those of trainings that diverged (``on_diverge="record"``)."""
+    return [r for r in rows if not r.get("diverged")]
+
+
+def diverged(rows: Iterable[dict]) -> dict[tuple[str, str], list[int]]:
+    """(variant, or method for rows without one; task) -> the seeds whose training diverged."""
+    out: dict = {}
+    for r in rows:
+        if r.get("diverged"):
+            out.setdefault((r.get("variant") or r["method"], r["task"]), []).append(int(r["seed"]))
+    return out
 
 
 def observation_grid(methods: Sequence[str], dataset: str, seeds: Iterable[int], domain: str,

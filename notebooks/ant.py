@@ -67,7 +67,8 @@ from momawb.train import DISPLAY  # noqa: E402
 observations = list(observability)
 name = nb.params.dataset_name
 gen_overrides = {k: v for k, v in nb.sections.get("ant_generator", {}).items() if k not in ("seed", "name")}
-grid = dict(notebook="ant", preset=preset, overrides=nb.overrides, eval_episodes=eval_episodes)
+grid = dict(notebook="ant", preset=preset, overrides=nb.overrides, eval_episodes=eval_episodes,
+            on_diverge="record")  # a training that diverges is a recorded result, not the end of the notebook
 jobs = sweep.observation_grid(methods, dataset, range(seeds), "ant", observations, po_memory=po_memory, **grid)
 sim_jobs = []
 if table5 and "moma_ppo" in methods:  # Table 5: the same MOMA-PPO, rolled out in the real simulator
@@ -160,15 +161,18 @@ if wm is not None:
 #
 # One job of `momawb.sweep` per (method, setting, seed); IQL acts on the global state, so it runs
 # only under fo. Finished jobs are skipped and unfinished ones resume from their checkpoints when
-# this cell runs again.
+# this cell runs again. A training that diverges (non-finite values) is printed and left out of
+# the tables below, not hidden.
 
 # %% tags=["nbval-ignore-output"]
 curves = plots.LiveCurves(methods, observations, DISPLAY, live=nb.live)
 curves.show()
 rows = nb.run(jobs + sim_jobs, on_result=curves.add)  # momawb.sweep.sweep; merges results.json
 curves.close()
-main_rows = [r for r in rows if not r.get("variant")]
-sim_rows = [r for r in rows if r.get("variant") == "simulator"]
+for (m, task), bad in sweep.diverged(rows).items():
+    print(f"{DISPLAY.get(m, m)} / {task}: training diverged (non-finite values) for seed(s) {bad}; left out")
+main_rows = [r for r in sweep.scored(rows) if not r.get("variant")]
+sim_rows = [r for r in sweep.scored(rows) if r.get("variant") == "simulator"]
 
 # %% tags=["nbval-ignore-output"]
 plots.learning_curves(main_rows, methods, display=DISPLAY, smoothing=0.8, tasks=observations).show()
@@ -253,14 +257,16 @@ if "ibc" in methods:
                          "Normalised score with one leg replaced by the behaviour-cloned policy (seed 0)"))
 
 # %% [markdown]
-# Checks on the run itself: every (setting, method) has a finite score.
+# Checks on the run itself: every (setting, method) ran, and each run has a finite score or is
+# recorded as diverged.
 
 # %% tags=["nbval-check-output"]
 expected = {(o, m) for o in observations for m in methods if m not in sweep.CENTRALIZED or o == "fo"}
-got = {(r["task"], r["method"]) for r in main_rows}
+got = {(r["task"], r["method"]) for r in rows if not r.get("variant")}
 assert got == expected, f"missing runs: {sorted(expected - got)}"
-assert all(np.isfinite(r["score"]) for r in rows)
-print(f"{len(expected)} (setting, method) cells, {len(main_rows)} runs (+{len(sim_rows)} in the simulator), all scored")
+assert all(np.isfinite(r["score"]) or r.get("diverged") for r in rows)
+print(f"{len(expected)} (setting, method) cells, {len(rows)} runs ({len(sim_jobs)} in the simulator), "
+      f"{sum(len(s) for s in sweep.diverged(rows).values())} diverged, the rest scored")
 
 # %% [markdown]
 # ## Watch a trained team

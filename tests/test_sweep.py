@@ -127,3 +127,16 @@ def test_several_workers_per_gpu_are_pinned_to_their_gpu():
     assert all(list(seen.values()).count(g) <= 2 for g in ("0", "1"))   # at most 2 workers per GPU
     with pytest.raises(ValueError, match="workers_per_gpu must be >= 1"):
         sweep.sweep([], workers_per_gpu=0)
+
+
+def test_on_diverge_reaches_every_job_and_rows_split_by_it():
+    jobs = sweep.observation_grid(["iql", "ibc"], "medium", range(2), "ant", ["fo", "po"], on_diverge="record")
+    assert len(jobs) == 6 and {j.on_diverge for j in jobs} == {"record"}            # IQL under fo only
+    assert {j.on_diverge for j in sweep.grid(["ibc"], ["neutral"], [0])} == {"raise"}
+    with pytest.raises(ValueError, match="on_diverge"):
+        sweep.grid(["ibc"], ["neutral"], [0], on_diverge="ignore")
+    rows = [{"method": "ibc", "task": "po", "seed": 1, "score": float("nan"), "diverged": "non-finite at step 4"},
+            {"method": "ibc", "task": "po", "seed": 0, "score": 0.3},
+            {"method": "moma_ppo", "variant": "k25", "task": "fo", "seed": 2, "score": float("nan"), "diverged": "x"}]
+    assert sweep.scored(rows) == [rows[1]]
+    assert sweep.diverged(rows) == {("ibc", "po"): [1], ("k25", "fo"): [2]}
