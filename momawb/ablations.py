@@ -29,7 +29,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from momawb.sweep import diverged, scored   # re-exported: the ablations notebook reads them here
+from momawb.results import diverged, scored   # re-exported: the ablations notebook reads them here
 
 __all__ = ["VARIANTS", "LABELS", "CONCLUSIONS", "STEP_UNITS", "scored", "diverged", "as_methods", "ablation_jobs",
            "rollout_summary", "rollout_table", "difference", "comparisons"]

@@ -2,7 +2,9 @@
 
 `write_results` merges rows into the file (a re-run replaces its own rows and keeps the others),
 `read_results` reads it back (optionally only some runs' rows), and `run_key` is the identity a
-row is merged by: its run folder below ``runs/``.
+row is merged by: its run folder below ``runs/``. `scored` and `diverged` split rows by whether
+their training diverged (jobs with ``on_diverge="record"``). A light module: a notebook's set-up
+imports it before any training module.
 """
 from __future__ import annotations
 
@@ -10,12 +12,9 @@ import json
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
-from momawb.datasets import library_versions
-from momawb.safe_files import atomic_write_bytes
-
-__all__ = ["run_key", "write_results", "read_results"]
+__all__ = ["run_key", "write_results", "read_results", "scored", "diverged"]
 
 
 def run_key(row: dict) -> str:
@@ -32,6 +31,8 @@ def write_results(path: str | Path, rows: Sequence[dict], **meta: Any) -> Path:
     curve, config, wall time. The file also holds library versions and ``meta``; writes are
     atomic and serialised by a lock file beside it (two notebooks may finish at once)."""
     import fcntl     # POSIX only: imported here so that reading results works everywhere
+    from momawb.datasets import library_versions
+    from momawb.safe_files import atomic_write_bytes
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "w") as lock:
@@ -68,3 +69,17 @@ def read_results(path: str | Path, rows_of: Sequence[dict] | None = None) -> dic
         keys = {run_key(r) for r in rows_of}
         blob = {**blob, "rows": [r for r in blob["rows"] if run_key(r) in keys]}
     return blob
+
+
+def scored(rows: Iterable[dict]) -> list[dict]:
+    """The rows with a score: all but those of trainings that diverged (``on_diverge="record"``)."""
+    return [r for r in rows if not r.get("diverged")]
+
+
+def diverged(rows: Iterable[dict]) -> dict[tuple[str, str], list[int]]:
+    """(variant, or method for rows without one; task) -> the seeds whose training diverged."""
+    out: dict = {}
+    for r in rows:
+        if r.get("diverged"):
+            out.setdefault((r.get("variant") or r["method"], r["task"]), []).append(int(r["seed"]))
+    return out

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Sequence
 from tqdm.auto import tqdm
 
 __all__ = ["Job", "grid", "observation_grid", "run_job", "trained_team", "fit_world_model_job", "sweep", "gpu_slots",
-           "ray_resources", "process_pool", "scored", "diverged", "CENTRALIZED"]
+           "ray_resources", "process_pool", "CENTRALIZED"]
 
 #: methods that act on the global state (centralized execution): run only under full observability
 CENTRALIZED = ("iql",)
@@ -76,7 +76,7 @@ def grid(methods: Sequence[str], datasets: Sequence[str], seeds: Iterable[int], 
     the spread over seeds includes the data-collection noise (the game: which convention a
     finite random dataset happens to favour). ``variant`` labels the jobs' rows (its runs differ
     through ``overrides``). ``on_diverge="record"`` makes a training that diverges (non-finite
-    values) a row with score nan and ``diverged`` set (see `scored`, `diverged`) instead of an
+    values) a row with score nan and ``diverged`` set (see `results.scored`, `results.diverged`) instead of an
     error that stops the sweep (``"raise"``, the default).
 
     Raises ValueError for an unknown ``on_diverge``."""
@@ -93,20 +93,6 @@ def grid(methods: Sequence[str], datasets: Sequence[str], seeds: Iterable[int], 
                                     _freeze(overrides), eval_episodes, None if root is None else str(root),
                                     int(s) if resample_data else None, variant, on_diverge))
     return jobs
-
-
-def scored(rows: Iterable[dict]) -> list[dict]:
-    """The rows with a score: all but those of trainings that diverged (``on_diverge="record"``)."""
-    return [r for r in rows if not r.get("diverged")]
-
-
-def diverged(rows: Iterable[dict]) -> dict[tuple[str, str], list[int]]:
-    """(variant, or method for rows without one; task) -> the seeds whose training diverged."""
-    out: dict = {}
-    for r in rows:
-        if r.get("diverged"):
-            out.setdefault((r.get("variant") or r["method"], r["task"]), []).append(int(r["seed"]))
-    return out
 
 
 def observation_grid(methods: Sequence[str], dataset: str, seeds: Iterable[int], domain: str,

@@ -58,7 +58,7 @@ import numpy as np  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 from IPython.display import display  # noqa: E402
 
-from momawb import domains, gait, generate, plots, render, sweep, tables  # noqa: E402
+from momawb import domains, gait, generate, plots, render, results, sweep, tables  # noqa: E402
 from momawb.calibration import calibration  # noqa: E402
 from momawb.domains import ant  # noqa: E402
 from momawb.runs import read_metrics  # noqa: E402
@@ -169,10 +169,10 @@ curves = plots.LiveCurves(methods, observations, DISPLAY, live=nb.live)
 curves.show()
 rows = nb.run(jobs + sim_jobs, on_result=curves.add)  # momawb.sweep.sweep; merges results.json
 curves.close()
-for (m, task), bad in sweep.diverged(rows).items():
+for (m, task), bad in results.diverged(rows).items():
     print(f"{DISPLAY.get(m, m)} / {task}: training diverged (non-finite values) for seed(s) {bad}; left out")
-main_rows = [r for r in sweep.scored(rows) if not r.get("variant")]
-sim_rows = [r for r in sweep.scored(rows) if r.get("variant") == "simulator"]
+main_rows = [r for r in results.scored(rows) if not r.get("variant")]
+sim_rows = [r for r in results.scored(rows) if r.get("variant") == "simulator"]
 
 # %% tags=["nbval-ignore-output"]
 plots.learning_curves(main_rows, methods, display=DISPLAY, smoothing=0.8, tasks=observations).show()
@@ -211,12 +211,12 @@ if sim_rows:
 # %% [markdown]
 # ## How do the legs coordinate? Gait diagrams
 #
-# For one greedy episode of each trained team (seed 0), which feet touch the ground (MuJoCo
-# contacts of each foot with the floor; bars) and the torso's forward speed; beside them, episodes
-# of the dataset's expert and medium policies (generated datasets). The table gives, over a few
-# episodes, each leg's duty factor (share of steps on the ground), touchdowns per second, and how
-# often the diagonal and the lateral pairs of legs are in the same state (a trot: diagonal pairs
-# together, lateral pairs apart).
+# For one greedy episode of each trained team (its lowest seed that did not diverge), which feet
+# touch the ground (MuJoCo contacts of each foot with the floor; bars) and the torso's forward
+# speed; beside them, episodes of the dataset's expert and medium policies (generated datasets).
+# The table gives, over a few episodes, each leg's duty factor (share of steps on the ground),
+# touchdowns per second, and how often the diagonal and the lateral pairs of legs are in the same
+# state (a trot: diagonal pairs together, lateral pairs apart).
 
 # %% tags=["nbval-ignore-output"]
 job_of = {id(r): j for r, j in zip(rows, jobs + sim_jobs)}
@@ -254,7 +254,8 @@ if "ibc" in methods:
         cost = gait.swap_costs(team, bc, dom, episodes=min(5, eval_episodes))
         swap_rows.append([f"{DISPLAY[m]} / {task}", f"{cost['team']:.2f}"] + [f"{s:.2f}" for s in cost["swapped"]])
     display(tables.Table(["team", "alone"] + [f"leg {i + 1} from IBC" for i in range(4)], swap_rows,
-                         "Normalised score with one leg replaced by the behaviour-cloned policy (seed 0)"))
+                         "Normalised score with one leg replaced by the behaviour-cloned policy "
+                         "(each team's lowest seed that did not diverge)"))
 
 # %% [markdown]
 # Checks on the run itself: every (setting, method) ran, and each run has a finite score or is
@@ -266,7 +267,7 @@ got = {(r["task"], r["method"]) for r in rows if not r.get("variant")}
 assert got == expected, f"missing runs: {sorted(expected - got)}"
 assert all(np.isfinite(r["score"]) or r.get("diverged") for r in rows)
 print(f"{len(expected)} (setting, method) cells, {len(rows)} runs ({len(sim_jobs)} in the simulator), "
-      f"{sum(len(s) for s in sweep.diverged(rows).values())} diverged, the rest scored")
+      f"{sum(len(s) for s in results.diverged(rows).values())} diverged, the rest scored")
 
 # %% [markdown]
 # ## Watch a trained team

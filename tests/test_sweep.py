@@ -138,5 +138,5 @@ def test_on_diverge_reaches_every_job_and_rows_split_by_it():
     rows = [{"method": "ibc", "task": "po", "seed": 1, "score": float("nan"), "diverged": "non-finite at step 4"},
             {"method": "ibc", "task": "po", "seed": 0, "score": 0.3},
             {"method": "moma_ppo", "variant": "k25", "task": "fo", "seed": 2, "score": float("nan"), "diverged": "x"}]
-    assert sweep.scored(rows) == [rows[1]]
-    assert sweep.diverged(rows) == {("ibc", "po"): [1], ("k25", "fo"): [2]}
+    assert results.scored(rows) == [rows[1]]
+    assert results.diverged(rows) == {("ibc", "po"): [1], ("k25", "fo"): [2]}
