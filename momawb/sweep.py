@@ -7,8 +7,10 @@
 
 Every job is ``momawb.train.train``: it resumes from its checkpoint and skips training when its
 ``result.json`` exists, so a sweep interrupted at any point and started again skips finished
-jobs and resumes unfinished ones. MOMA-PPO's world models are fitted first, one per dataset
-(PAPER.md: shared by all seeds and observation settings), so parallel jobs never race on one.
+jobs and resumes unfinished ones. Datasets are generated first, each once; MOMA-PPO's world
+models are fitted once per dataset (PAPER.md: shared by all seeds and observation settings),
+each before the MOMA-PPO jobs that use it, so parallel jobs never race on one (`momawb.workers`
+runs them).
 The rows go to a notebook's ``results.json`` through `momawb.results`.
 """
 from __future__ import annotations
@@ -17,12 +19,13 @@ import json
 import math
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 from typing import Any, Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
+
+from momawb.workers import Task, call_with_threads, gpu_slots, process_pool, ray_resources, run_on_ray, run_tasks
 
 __all__ = ["Job", "grid", "observation_grid", "run_job", "trained_team", "fit_world_model_job", "sweep", "gpu_slots",
            "ray_resources", "process_pool", "CENTRALIZED"]
@@ -117,10 +120,11 @@ def observation_grid(methods: Sequence[str], dataset: str, seeds: Iterable[int],
     return jobs
 
 
-def job_setup(job: Job):
-    """``job``'s (domain, dataset): the named dataset at its preset (generated once, then cached)."""
+def job_setup(job: Job, workers: int = 1):
+    """``job``'s (domain, dataset): the named dataset at its preset (generated once, then cached;
+    ``workers`` processes may share the generation, `generate.named_dataset`)."""
     from momawb import domains, generate
-    dataset = generate.named_dataset(job.domain, job.dataset, root=job.root, seed=job.data_seed,
+    dataset = generate.named_dataset(job.domain, job.dataset, root=job.root, seed=job.data_seed, workers=workers,
                                      **generator_overrides(job))
     return domains.make(job.domain, **dict(job.domain_kwargs)).for_dataset(dataset), dataset
 
@@ -139,9 +143,10 @@ def generator_overrides(job: Job) -> dict:
     return out
 
 
-def prepare_dataset_job(job: Job, progress: bool = False) -> None:
-    """Generate (or find cached) ``job``'s dataset; run once per dataset before any training."""
-    job_setup(job)
+def prepare_dataset_job(job: Job, progress: bool = False, workers: int = 1) -> None:
+    """Generate (or find cached) ``job``'s dataset; run once per dataset before any training,
+    on ``workers`` processes where the generator can share it (Reacher's expert seeds)."""
+    job_setup(job, workers)
 
 
 def _unique(jobs: Iterable[Job], key: Callable[[Job], Any]) -> list[Job]:
@@ -254,10 +259,19 @@ def trained_team(job: Job):
     return _train(job)[2].team
 
 
+def _wm_key(job: Job) -> tuple:
+    """Jobs with one key share one world model (`fit_world_model_job` fits it once)."""
+    return (job.domain, job.dataset, job.data_seed, job.root, json.dumps(_fit_config(job).to_dict(), sort_keys=True),
+            json.dumps(generator_overrides(job), sort_keys=True))
+
+
 def _wm_jobs(jobs: Sequence[Job]) -> list[Job]:
-    return _unique((j for j in jobs if j.method == "moma_ppo"),
-                   lambda j: (j.domain, j.dataset, j.data_seed, j.root, json.dumps(_fit_config(j).to_dict(), sort_keys=True),
-                              json.dumps(generator_overrides(j), sort_keys=True)))
+    return _unique((j for j in jobs if j.method == "moma_ppo"), _wm_key)
+
+
+def _fit_world_model_task(job: Job) -> None:
+    """`fit_world_model_job` on a worker: the model stays on disk, not sent back."""
+    fit_world_model_job(job)
 
 
 def sweep(jobs: Sequence[Job], backend: str = "local", workers: int | None = None,
@@ -266,11 +280,20 @@ def sweep(jobs: Sequence[Job], backend: str = "local", workers: int | None = Non
     """Run ``jobs``; ``backend`` is 'serial', 'local' (process pool) or 'ray'. Rows come back
     in job order; ``on_result(row)`` sees each as it finishes (live plots).
 
+    Each dataset is generated once, first. On the local pool the world models are then fitted
+    while the model-free jobs already train, and each MOMA-PPO job starts as soon as its world
+    model is fitted, before the model-free jobs still waiting (MOMA-PPO is the longest job of
+    every preset, so it should not be left alone at the end; `workers.run_tasks`). Serial and
+    Ray run world models, then jobs.
+
     ``workers_per_gpu`` places that many jobs on each visible GPU at once (small MOMA-PPO runs
     leave a GPU mostly idle; gpu-notes: 4 runs on one H200 gave 3.4x the throughput of one):
     the local pool gets ``n_gpus * workers_per_gpu`` workers, each pinned to one GPU through
     ``CUDA_VISIBLE_DEVICES``; on Ray each task asks for ``num_gpus = 1 / workers_per_gpu``.
-    Ignored where CUDA is not available."""
+    Ignored where CUDA is not available.
+
+    A job that fails stops no other (on the local pool; the others and their rows are saved);
+    its error is raised at the end."""
     if backend not in ("serial", "local", "ray"):
         raise ValueError(f"backend must be 'serial', 'local' or 'ray', got {backend!r}")
     if workers_per_gpu is not None and workers_per_gpu < 1:
@@ -278,47 +301,59 @@ def sweep(jobs: Sequence[Job], backend: str = "local", workers: int | None = Non
     jobs = list(jobs)
     slots = gpu_slots(workers_per_gpu)
     workers = workers or len(slots) or max(1, os.cpu_count() or 1)
-    # datasets, then world models, each once (no two workers write one file), then the jobs
-    phases = [(prepare_dataset_job, _dataset_jobs(jobs), False), (fit_world_model_job, _wm_jobs(jobs), False),
-              (run_job, jobs, True)]
     rows: list[dict | None] = [None] * len(jobs)
-    pool = None  # one pool of spawned workers for both phases (each worker imports torch once)
+    wm_jobs = _wm_jobs(jobs)
+    pool = None  # one pool of spawned workers for every phase (each worker imports torch once)
     try:
-        for fn, phase_jobs, collect in phases:
-            pool = _phase(fn, phase_jobs, collect, rows, backend, workers, address, progress, on_result, pool,
-                          slots, workers_per_gpu)
+        dataset_jobs = _dataset_jobs(jobs)
+        if backend == "local" and len(dataset_jobs) == 1:   # one dataset: its generator may use the cores
+            prepare_dataset_job(dataset_jobs[0], workers=workers)
+        else:
+            pool = _phase(prepare_dataset_job, dataset_jobs, False, rows, backend, workers, address, progress,
+                          on_result, pool, slots, workers_per_gpu)
+        # overlap when there is something to train while a world model fits
+        if backend == "local" and workers > 1 and (len(wm_jobs) > 1 or any(j.method != "moma_ppo" for j in jobs)):
+            pool = _overlapped(wm_jobs, jobs, rows, workers, progress, on_result, pool, slots)
+        else:
+            for fn, phase_jobs, collect in ((fit_world_model_job, wm_jobs, False), (run_job, jobs, True)):
+                pool = _phase(fn, phase_jobs, collect, rows, backend, workers, address, progress, on_result, pool,
+                              slots, workers_per_gpu)
     finally:
         if pool is not None:
-            pool.shutdown()
+            pool.shutdown(cancel_futures=True)
     return [r for r in rows if r is not None]
 
 
-def gpu_slots(workers_per_gpu: int | None, n_gpus: int | None = None) -> list[int]:
-    """The GPU index of each local worker: every visible GPU ``workers_per_gpu`` times (empty
-    when it is None or no GPU is visible)."""
-    if not workers_per_gpu:
-        return []
-    if n_gpus is None:
-        import torch
-        n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return [g for g in range(n_gpus) for _ in range(workers_per_gpu)]
+def _threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
-def _pin_gpu(queue) -> None:
-    """Pool initializer: this worker sees only the GPU it takes from ``queue`` (before torch
-    initialises CUDA in it)."""
-    os.environ["CUDA_VISIBLE_DEVICES"] = str(queue.get())
+def _overlapped(wm_jobs, jobs, rows, workers, progress, on_result, pool, slots):
+    """World models and trainings on one local pool: `run_tasks` with each MOMA-PPO job needing
+    its world model; world models first, then MOMA-PPO jobs, then the others, in grid order."""
+    wm_bar = tqdm(total=len(wm_jobs), desc="world models", disable=not progress or not wm_jobs)
+    bar = tqdm(total=len(jobs), desc="jobs", disable=not progress)
+    tasks = [Task(_fit_world_model_task, j, key=("world model", _wm_key(j)), priority=0) for j in wm_jobs]
+    tasks += [Task(run_job, j, needs=("world model", _wm_key(j)) if j.method == "moma_ppo" else None,
+                   priority=1 if j.method == "moma_ppo" else 2) for j in jobs]
 
+    def done(i: int, out: Any) -> None:
+        if i < len(wm_jobs):
+            wm_bar.update()
+            return
+        bar.update()
+        rows[i - len(wm_jobs)] = out
+        if on_result is not None:
+            on_result(out)
 
-def process_pool(workers: int, slots: Sequence[int] = ()) -> ProcessPoolExecutor:
-    """Spawned workers; with ``slots`` (`gpu_slots`), worker i sees only GPU ``slots[i]``."""
-    ctx = get_context("spawn")
-    if not slots:
-        return ProcessPoolExecutor(workers, mp_context=ctx)
-    queue = ctx.Queue()
-    for g in slots[:workers]:
-        queue.put(g)
-    return ProcessPoolExecutor(min(workers, len(slots)), mp_context=ctx, initializer=_pin_gpu, initargs=(queue,))
+    if pool is None:
+        pool = process_pool(workers, slots)
+    try:
+        run_tasks(tasks, pool, workers, _threads(workers), done)
+    finally:
+        wm_bar.close()
+        bar.close()
+    return pool
 
 
 def _phase(fn, phase_jobs, collect, rows, backend, workers, address, progress, on_result, pool, slots=(),
@@ -328,6 +363,7 @@ def _phase(fn, phase_jobs, collect, rows, backend, workers, address, progress, o
         return pool
     desc = {prepare_dataset_job: "datasets", fit_world_model_job: "world models"}.get(fn, "jobs")
     bar = tqdm(total=len(phase_jobs), desc=desc, disable=not progress)
+    task = _fit_world_model_task if fn is fit_world_model_job else fn
 
     def done(i: int, out: Any) -> None:
         bar.update()
@@ -340,40 +376,12 @@ def _phase(fn, phase_jobs, collect, rows, backend, workers, address, progress, o
         for i, j in enumerate(phase_jobs):
             done(i, fn(j, threads=None) if fn is run_job else fn(j))
     elif backend == "local":
-        threads = max(1, (os.cpu_count() or 1) // workers)
         if pool is None:
             pool = process_pool(workers, slots)
-        futs = {pool.submit(_call, fn, j, threads): i for i, j in enumerate(phase_jobs)}
+        futs = {pool.submit(call_with_threads, task, j, _threads(workers)): i for i, j in enumerate(phase_jobs)}
         for f in as_completed(futs):
             done(futs[f], f.result())
     else:
-        _ray_phase(fn, phase_jobs, address, done, workers_per_gpu)
+        run_on_ray(task, phase_jobs, address, done, workers_per_gpu)
     bar.close()
     return pool
-
-
-def _call(fn, job: Job, threads: int):
-    import torch
-    torch.set_num_threads(threads)
-    out = fn(job)
-    return out if fn is run_job else None
-
-
-def ray_resources(workers_per_gpu: int | None) -> dict:
-    """Ray's per-task resources: one CPU, and a 1/workers_per_gpu share of a GPU when asked."""
-    return {"num_cpus": 1, **({"num_gpus": 1.0 / workers_per_gpu} if workers_per_gpu else {})}
-
-
-def _ray_phase(fn, jobs: Sequence[Job], address: str | None, done: Callable[[int, Any], None],
-               workers_per_gpu: int | None = None) -> None:
-    import ray
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 ignore_reinit_error=True, **({} if address else {"num_cpus": os.cpu_count() or 1}))
-    remote = ray.remote(**ray_resources(workers_per_gpu))(_call)
-    refs = {remote.remote(fn, j, 1): i for i, j in enumerate(jobs)}
-    pending = list(refs)
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        for r in ready:
-            done(refs[r], ray.get(r))

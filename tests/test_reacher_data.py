@@ -172,8 +172,8 @@ def test_named_dataset_reacher(tmp_path, monkeypatch):
         named_dataset("reacher", "nope", root=tmp_path)
     seen = {}
 
-    def fake(config, root=None, teams=None, progress=False, log=print):
-        seen["config"] = config
+    def fake(config, root=None, teams=None, progress=False, log=print, workers=1):
+        seen["config"], seen["workers"] = config, workers
         return "ok"
 
     monkeypatch.setattr("momawb.generate.reacher.reacher_dataset", fake)
@@ -183,7 +183,29 @@ def test_named_dataset_reacher(tmp_path, monkeypatch):
     named_dataset("reacher", "expert-mix", root=tmp_path, seed=3)
     assert seen["config"].seed == 3 and seen["config"].mirror_fallback
     named_dataset("reacher", "expert-mix", root=tmp_path, expert_steps=7)     # a preset's generator keys
-    assert seen["config"].expert_steps == 7 and seen["config"].mirror_fallback
+    assert seen["config"].expert_steps == 7 and seen["config"].mirror_fallback and seen["workers"] == 1
+    named_dataset("reacher", "expert-mix", root=tmp_path, workers=2)           # the sweep's pool size
+    assert seen["workers"] == 2 and seen["config"] == reacher_dataset_config("expert-mix")
+
+
+def test_expert_seeds_trained_at_once_are_the_ones_trained_in_turn(tmp_path, monkeypatch):
+    """workers=2 trains seeds 0 and 1 in two processes; the teams, their measured conventions
+    and the seeds kept are those of training them one after the other."""
+    from momawb.generate import reacher as gen
+    monkeypatch.setattr(gen, "_with_mirror", lambda config, best, infos, log: (best, infos))  # tiny teams: no expert
+    config = reacher_dataset_config("expert-mix", expert_steps=2, max_seeds=2, convention_episodes=3,
+                                    expert_hidden=(16,), expert_overrides={**gen.REACHER_EXPERT_STABILISERS,
+                                                                           "transitions_per_update": 100})
+    out = {}
+    for workers in (1, 2):
+        best, infos = gen.reacher_experts(config, tmp_path / str(workers), log=None, workers=workers)
+        assert [i["seed"] for i in infos] == [0, 1]
+        teams = [gen.train_reacher_expert(config, s, tmp_path / str(workers))[0] for s in (0, 1)]
+        out[workers] = ([{k: v for k, v in i.items() if k not in ("run_dir", "train_wall_s")} for i in infos],
+                        [[p.detach().clone() for p in t.parameters()] for t in teams])
+    assert out[1][0] == out[2][0]
+    for a, b in zip(out[1][1], out[2][1]):
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
 
 
 def test_mirror_symmetry_is_exact_in_the_simulator():

@@ -8,7 +8,7 @@ reacher    `momawb.generate.reacher`   expert-mix (Table 2)                     
 ant        `momawb.generate.ant`       random, medium, full-replay, expert          ``ant_generator``
 =========  ==========================  ===========================================  ==================
 
-Each module defines ``DATASETS`` (its names) and ``named_dataset(name, root, progress, **overrides)``;
+Each module defines ``DATASETS`` (its names) and ``named_dataset(name, root, progress, workers, **overrides)``;
 this package imports a domain's module only when asked for it (MuJoCo and Stable-Baselines3 load
 only then), and the modules import only `momawb.generate.cache`, never each other. Command line:
 ``python -m momawb.generate ant --dataset medium --preset cpu`` (`momawb.generate.__main__`).
@@ -47,11 +47,12 @@ def generator_module(domain: str):
 
 
 def named_dataset(domain: str, name: str, root: str | Path | None = None, seed: int | None = None,
-                  progress: bool = False, **overrides) -> Dataset:
+                  progress: bool = False, workers: int = 1, **overrides) -> Dataset:
     """A domain's dataset by name ('favorable', 'expert-mix', 'medium', ...) or the path of a
     D4RL file or Minari dataset. ``seed`` asks for another sample of a generated dataset (None:
     its default seed); ``overrides`` change its generator config (a preset's
-    ``GENERATOR_SECTIONS[domain]``). A file is read by the domain's ``load_file`` when it has one
+    ``GENERATOR_SECTIONS[domain]``); ``workers`` processes may share the generation (Reacher: its
+    expert seeds), with the same result as one. A file is read by the domain's ``load_file`` when it has one
     (Ant: D4RL's 111-d and Minari's 105-d observations cut to the 27-d state).
     Raises ValueError (unknown domain or name), FileNotFoundError, DatasetError."""
     p = Path(name).expanduser()
@@ -61,5 +62,5 @@ def named_dataset(domain: str, name: str, root: str | Path | None = None, seed: 
     if name not in module.DATASETS:
         raise ValueError(f"unknown {domain} dataset {name!r}; known: {', '.join(module.DATASETS)} "
                          "(or pass the path of a D4RL file or Minari dataset)")
-    return module.named_dataset(name, root, progress=progress, **overrides,
+    return module.named_dataset(name, root, progress=progress, workers=workers, **overrides,
                                 **({} if seed is None else {"seed": seed}))

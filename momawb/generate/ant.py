@@ -226,8 +226,9 @@ def ant_dataset(config: AntDatasetConfig | str = "medium", root=None, progress: 
     return cached(path, lambda: generate_ant(config, root, progress, log))
 
 
-def named_dataset(name: str, root=None, progress: bool = True, **overrides) -> Dataset:
-    """A named Ant dataset, cached; ``overrides`` change its config (a preset's ``ant_generator``)."""
+def named_dataset(name: str, root=None, progress: bool = True, workers: int = 1, **overrides) -> Dataset:
+    """A named Ant dataset, cached; ``overrides`` change its config (a preset's ``ant_generator``).
+    ``workers`` is accepted for the common interface (the datasets come from one learner run)."""
     return ant_dataset(ant_dataset_config(name, **overrides), root, progress)
 
 

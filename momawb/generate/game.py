@@ -106,6 +106,8 @@ def game_dataset(config: GameDatasetConfig | str, root: str | Path | None = None
 DATASETS = tuple(GAME_DATASETS)
 
 
-def named_dataset(name: str, root: str | Path | None = None, progress: bool = False, **overrides) -> Dataset:
-    """A Table 1 dataset by name, cached (``progress`` is accepted for the common interface)."""
+def named_dataset(name: str, root: str | Path | None = None, progress: bool = False, workers: int = 1,
+                  **overrides) -> Dataset:
+    """A Table 1 dataset by name, cached (``progress`` and ``workers`` are accepted for the
+    common interface: a game dataset takes milliseconds)."""
     return game_dataset(game_dataset_config(name, **overrides), root)

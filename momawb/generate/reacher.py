@@ -16,6 +16,7 @@ qpos/qvel stored; reference returns: the paper's and our own measured ones.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,32 +135,71 @@ def train_reacher_expert(config: ReacherDatasetConfig, seed: int, root: str | Pa
     return team, info
 
 
+def _expert_info(args: tuple) -> dict:
+    """`train_reacher_expert` on a pool worker: the team stays on disk, its info comes back."""
+    config, seed, root = args
+    return train_reacher_expert(config, seed, root)[1]
+
+
 def reacher_experts(config: ReacherDatasetConfig, root: str | Path | None = None, progress: bool = False,
-                    log=print) -> tuple[dict, list[dict]]:
-    """Seeds in order until a CCW and a CW expert exist: ({'ccw': (team, info), 'cw': ...}, infos)."""
+                    log=print, workers: int = 1) -> tuple[dict, list[dict]]:
+    """Seeds in order until a CCW and a CW expert exist: ({'ccw': (team, info), 'cw': ...}, infos).
+
+    ``workers > 1`` trains that many unshaped seeds at once in spawned processes (one each,
+    ``cpu_count // workers`` torch threads), then reads them in seed order with the same
+    stopping rule: the same experts and dataset as one at a time (a seed after the stopping
+    point may be trained for nothing). Shaped seeds depend on the ones before and run alone."""
+    from momawb.workers import call_with_threads, process_pool
+
     best: dict = {}
     infos = []
-    for k, seed in enumerate(range(config.seed, config.seed + config.max_seeds)):
-        sign = 0
-        if config.shaping > 0 and k >= config.unshaped_seeds:
-            missing = [c for c in ("ccw", "cw") if c not in best]
-            sign = (1 if missing[0] == "ccw" else -1) if len(missing) == 1 else (1 if k % 2 == 0 else -1)
-        team, info = train_reacher_expert(config, seed, root, progress, sign)
-        infos.append(info)
-        if team is None:
-            if log:
-                log(f"reacher expert seed {seed}: training diverged ({info['error'][:80]}...)")
-            continue
+    seeds = list(range(config.seed, config.seed + config.max_seeds))
+    unshaped = [s for k, s in enumerate(seeds) if config.shaping == 0 or k < config.unshaped_seeds]
+    pool, started = None, {}
+    try:
+        for k, seed in enumerate(seeds):
+            sign = 0
+            if config.shaping > 0 and k >= config.unshaped_seeds:
+                missing = [c for c in ("ccw", "cw") if c not in best]
+                sign = (1 if missing[0] == "ccw" else -1) if len(missing) == 1 else (1 if k % 2 == 0 else -1)
+            elif workers > 1 and seed not in started:
+                pool = pool or process_pool(workers)
+                threads = max(1, (os.cpu_count() or 1) // workers)
+                for s in unshaped[unshaped.index(seed):unshaped.index(seed) + workers]:
+                    started[s] = pool.submit(call_with_threads, _expert_info, (config, s, root), threads)
+            if seed in started:
+                started[seed].result()             # trained and saved; reloaded below
+            team, info = train_reacher_expert(config, seed, root, progress, sign)
+            if _take_expert(config, best, infos, team, info, seed, log):
+                break
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return _with_mirror(config, best, infos, log)
+
+
+def _take_expert(config: ReacherDatasetConfig, best: dict, infos: list, team, info: dict, seed: int, log) -> bool:
+    """Record one seed's team; keep it as its convention's expert when it is the best so far.
+    True once both conventions have an expert."""
+    infos.append(info)
+    if team is None:
         if log:
-            log(f"reacher expert seed {seed}: return {info['return']:.3f} score {info['score']:.3f} "
-                f"convention {info['convention']} (ccw {info['ccw']:.2f} cw {info['cw']:.2f} "
-                f"mis {info['miscoordinated']:.2f}), {info['train_wall_s']:.0f}s")
-        conv = info["convention"]
-        if conv in ("ccw", "cw") and info["score"] >= config.min_expert_score:
-            if conv not in best or info["return"] > best[conv][1]["return"]:
-                best[conv] = (team, info)
-        if len(best) == 2:
-            break
+            log(f"reacher expert seed {seed}: training diverged ({info['error'][:80]}...)")
+        return False
+    if log:
+        log(f"reacher expert seed {seed}: return {info['return']:.3f} score {info['score']:.3f} "
+            f"convention {info['convention']} (ccw {info['ccw']:.2f} cw {info['cw']:.2f} "
+            f"mis {info['miscoordinated']:.2f}), {info['train_wall_s']:.0f}s")
+    conv = info["convention"]
+    if conv in ("ccw", "cw") and info["score"] >= config.min_expert_score:
+        if conv not in best or info["return"] > best[conv][1]["return"]:
+            best[conv] = (team, info)
+    return len(best) == 2
+
+
+def _with_mirror(config: ReacherDatasetConfig, best: dict, infos: list, log) -> tuple[dict, list[dict]]:
+    """``best`` completed by the mirror image of its one team (``mirror_fallback``); raises
+    RuntimeError when a convention is still missing."""
     missing = {"ccw", "cw"} - set(best)
     if len(missing) == 1 and config.mirror_fallback:
         (have, (team, info)), = best.items()
@@ -258,8 +298,9 @@ def reacher_rollouts(team, n_episodes: int, seed: int, stochastic: bool = True, 
 
 
 def generate_reacher(config: ReacherDatasetConfig, root: str | Path | None = None, teams: dict | None = None,
-                     progress: bool = False, log=print) -> Dataset:
-    """Build the expert-mix dataset in memory (training or reloading the experts first).
+                     progress: bool = False, log=print, workers: int = 1) -> Dataset:
+    """Build the expert-mix dataset in memory (training or reloading the experts first;
+    ``workers`` expert seeds at once, `reacher_experts`).
 
     ``teams``: optional ``{'ccw': team, 'cw': team}`` to skip expert training (tests, custom
     experts); their conventions are still measured.
@@ -269,7 +310,7 @@ def generate_reacher(config: ReacherDatasetConfig, root: str | Path | None = Non
 
     domain = reacher.make_domain("fo")
     if teams is None:
-        best, tried = reacher_experts(config, root, progress, log)
+        best, tried = reacher_experts(config, root, progress, log, workers)
     else:
         best, tried = {}, []
         for conv, team in teams.items():
@@ -342,8 +383,9 @@ def reacher_dataset_config(name: str = "expert-mix", **overrides) -> ReacherData
 
 
 def reacher_dataset(config: ReacherDatasetConfig | str = "expert-mix", root: str | Path | None = None,
-                    teams: dict | None = None, progress: bool = False, log=print) -> Dataset:
-    """Load the expert-mix dataset from the cache, generating and saving it first when absent.
+                    teams: dict | None = None, progress: bool = False, log=print, workers: int = 1) -> Dataset:
+    """Load the expert-mix dataset from the cache, generating and saving it first when absent
+    (with ``workers`` expert seeds trained at once: the same file as one at a time).
 
     Cached as ``outputs/datasets/reacher-<name>-<config hash>.hdf5`` (``-injected`` when
     ``teams`` are given, as their networks are not part of the hash).
@@ -352,15 +394,17 @@ def reacher_dataset(config: ReacherDatasetConfig | str = "expert-mix", root: str
         config = reacher_dataset_config(config)
     tag = "-injected" if teams is not None else ""
     path = outputs_root(root) / "datasets" / f"reacher-{config.name}-{config_hash(config)}{tag}.hdf5"
-    return cached(path, lambda: generate_reacher(config, root, teams, progress, log))
+    return cached(path, lambda: generate_reacher(config, root, teams, progress, log, workers))
 
 
 DATASETS = tuple(REACHER_DATASETS)
 
 
-def named_dataset(name: str, root: str | Path | None = None, progress: bool = False, **overrides) -> Dataset:
-    """A named Reacher dataset ('expert-mix'), cached; ``overrides`` change its config."""
-    return reacher_dataset(reacher_dataset_config(name, **overrides), root, progress=progress)
+def named_dataset(name: str, root: str | Path | None = None, progress: bool = False, workers: int = 1,
+                  **overrides) -> Dataset:
+    """A named Reacher dataset ('expert-mix'), cached; ``overrides`` change its config;
+    ``workers`` expert seeds are trained at once (`reacher_experts`)."""
+    return reacher_dataset(reacher_dataset_config(name, **overrides), root, progress=progress, workers=workers)
 
 
 __all__ = ["DATASETS", "named_dataset", "ReacherDatasetConfig", "REACHER_EXPERT_TRAINING", "REACHER_EXPERT_STABILISERS", "REACHER_DATASETS",

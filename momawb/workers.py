@@ -1,0 +1,130 @@
+"""Where a sweep's jobs run: the local process pool (optionally several workers per GPU), Ray,
+and the order in which the pool takes them (`run_tasks`).
+
+`momawb.sweep` decides *what* runs (datasets, world models, trainings); this module only runs
+callables on workers. It imports nothing of momawb, so there are no import cycles.
+"""
+from __future__ import annotations
+
+import heapq
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from multiprocessing import get_context
+from typing import Any, Callable, Hashable, Sequence
+
+__all__ = ["Task", "run_tasks", "gpu_slots", "process_pool", "ray_resources", "run_on_ray", "call_with_threads"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """``fn(job)`` on a worker. It starts only once the task whose ``key`` equals ``needs`` has
+    finished; among tasks ready together, the lowest ``priority`` starts first (then list order)."""
+
+    fn: Callable
+    job: Any
+    key: Hashable = None               # what later tasks may wait for (None: nothing)
+    needs: Hashable = None             # the key of the task to finish first (None: ready at once)
+    priority: int = 0
+
+
+def run_tasks(tasks: Sequence[Task], pool: ProcessPoolExecutor, workers: int, threads: int,
+              done: Callable[[int, Any], None]) -> None:
+    """Run ``tasks`` on ``pool`` with at most ``workers`` in flight; ``done(i, result)`` for task
+    ``i`` as it finishes, in the main process.
+
+    Only ``workers`` tasks are handed to the pool at a time, so a task that becomes ready later
+    (a MOMA-PPO training once its world model is fitted) still goes before lower-priority tasks
+    that were ready earlier, and the longest jobs do not end up alone at the end of a sweep.
+
+    A task that raises does not stop the others: the tasks that need it are skipped, everything
+    else runs, and the first error is raised at the end (the finished jobs are on disk, so the
+    sweep started again resumes from there). Raises ValueError when a task needs a key that no
+    task has (it would never start)."""
+    keys = {t.key for t in tasks if t.key is not None}
+    unknown = {t.needs for t in tasks if t.needs is not None} - keys
+    if unknown:
+        raise ValueError(f"tasks need keys that no task provides: {sorted(map(str, unknown))}")
+    waiting: dict[Hashable, list[int]] = {}
+    ready: list[tuple[int, int]] = []
+    for i, t in enumerate(tasks):
+        if t.needs is None:
+            ready.append((t.priority, i))
+        else:
+            waiting.setdefault(t.needs, []).append(i)
+    heapq.heapify(ready)
+    running: dict = {}
+    errors: list[BaseException] = []
+    while ready or running:
+        while ready and len(running) < workers:
+            _, i = heapq.heappop(ready)
+            running[pool.submit(call_with_threads, tasks[i].fn, tasks[i].job, threads)] = i
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for f in finished:
+            i = running.pop(f)
+            error = f.exception()
+            if error is not None:
+                errors.append(error)
+                continue
+            if tasks[i].key is not None:
+                for j in waiting.pop(tasks[i].key, []):
+                    heapq.heappush(ready, (tasks[j].priority, j))
+            done(i, f.result())
+    if errors:
+        raise errors[0]
+
+
+def call_with_threads(fn: Callable, job: Any, threads: int):
+    """``fn(job)`` with ``threads`` torch threads (what a pool worker runs)."""
+    import torch
+    torch.set_num_threads(threads)
+    return fn(job)
+
+
+def gpu_slots(workers_per_gpu: int | None, n_gpus: int | None = None) -> list[int]:
+    """The GPU index of each local worker: every visible GPU ``workers_per_gpu`` times (empty
+    when it is None or no GPU is visible)."""
+    if not workers_per_gpu:
+        return []
+    if n_gpus is None:
+        import torch
+        n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return [g for g in range(n_gpus) for _ in range(workers_per_gpu)]
+
+
+def _pin_gpu(queue) -> None:
+    """Pool initializer: this worker sees only the GPU it takes from ``queue`` (before torch
+    initialises CUDA in it)."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = str(queue.get())
+
+
+def process_pool(workers: int, slots: Sequence[int] = ()) -> ProcessPoolExecutor:
+    """Spawned workers; with ``slots`` (`gpu_slots`), worker i sees only GPU ``slots[i]``."""
+    ctx = get_context("spawn")
+    if not slots:
+        return ProcessPoolExecutor(workers, mp_context=ctx)
+    queue = ctx.Queue()
+    for g in slots[:workers]:
+        queue.put(g)
+    return ProcessPoolExecutor(min(workers, len(slots)), mp_context=ctx, initializer=_pin_gpu, initargs=(queue,))
+
+
+def ray_resources(workers_per_gpu: int | None) -> dict:
+    """Ray's per-task resources: one CPU, and a 1/workers_per_gpu share of a GPU when asked."""
+    return {"num_cpus": 1, **({"num_gpus": 1.0 / workers_per_gpu} if workers_per_gpu else {})}
+
+
+def run_on_ray(fn: Callable, jobs: Sequence[Any], address: str | None, done: Callable[[int, Any], None],
+               workers_per_gpu: int | None = None) -> None:
+    """``fn(job)`` for every job as Ray tasks (one thread each); ``done(i, result)`` as each ends."""
+    import ray
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 ignore_reinit_error=True, **({} if address else {"num_cpus": os.cpu_count() or 1}))
+    remote = ray.remote(**ray_resources(workers_per_gpu))(call_with_threads)
+    refs = {remote.remote(fn, j, 1): i for i, j in enumerate(jobs)}
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        for r in ready:
+            done(refs[r], ray.get(r))

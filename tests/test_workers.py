@@ -1,0 +1,66 @@
+"""The local pool's scheduler (`momawb.workers.run_tasks`): dependencies, priorities, failures;
+and a sweep whose world model fits while model-free jobs train gives the serial sweep's rows."""
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+from momawb import sweep
+from momawb.workers import Task, run_tasks
+
+
+def _tasks(log, fail=()):
+    def fn(name):
+        log.append(name)
+        if name in fail:
+            raise RuntimeError(f"{name} failed")
+        return name.upper()
+    return [Task(fn, "mf1", priority=2), Task(fn, "wm", key="w", priority=0), Task(fn, "mf2", priority=2),
+            Task(fn, "mb1", needs="w", priority=1), Task(fn, "mb2", needs="w", priority=1)]
+
+
+def _run(tasks, workers=1):
+    out = {}
+    with ThreadPoolExecutor(workers) as pool:
+        run_tasks(tasks, pool, workers, torch.get_num_threads(), lambda i, r: out.__setitem__(i, r))
+    return out
+
+
+def test_dependencies_and_priorities_decide_the_order():
+    """One worker: the world model first, then the jobs waiting on it (they became ready later
+    but outrank the model-free jobs), then the model-free jobs in list order."""
+    log = []
+    out = _run(_tasks(log))
+    assert log == ["wm", "mb1", "mb2", "mf1", "mf2"]
+    assert out == {0: "MF1", 1: "WM", 2: "MF2", 3: "MB1", 4: "MB2"}
+
+
+def test_a_failed_task_skips_its_dependents_runs_the_rest_then_raises():
+    log = []
+    with pytest.raises(RuntimeError, match="wm failed"):
+        _run(_tasks(log, fail={"wm"}), workers=2)
+    assert sorted(log) == ["mf1", "mf2", "wm"]
+
+
+def test_a_task_needing_an_unknown_key_is_refused_before_anything_runs():
+    log = []
+    tasks = _tasks(log) + [Task(log.append, "orphan", needs="nowhere")]
+    with pytest.raises(ValueError, match="nowhere"):
+        _run(tasks)
+    assert log == []
+
+
+def test_world_model_overlaps_model_free_jobs_with_the_serial_rows(tmp_path):
+    fast = {"ibc": {"steps": 40, "eval_every": 20, "eval_episodes": 2, "checkpoint_every": 20, "log_every": 10},
+            "moma_ppo": {"steps": 4, "eval_every": 2, "eval_episodes": 2, "checkpoint_every": 2, "log_every": 2},
+            "world_model": {"steps": 60, "eval_every": 30, "log_every": 30, "checkpoint_every": 30}}
+
+    def jobs(root):
+        return sweep.grid(["moma_ppo", "ibc"], ["neutral"], (0, 1), domain="game", notebook="coordination_game",
+                          preset="ci", overrides=fast, eval_episodes=5, root=str(root))
+
+    key = lambda rows: sorted((r["method"], r["seed"], r["score"], tuple(map(tuple, r["curve"]))) for r in rows)  # noqa: E731
+    serial = sweep.sweep(jobs(tmp_path / "s"), backend="serial", progress=False)
+    pooled = sweep.sweep(jobs(tmp_path / "p"), backend="local", workers=2, progress=False)
+    assert len(pooled) == 4 and [r["method"] for r in pooled] == ["moma_ppo", "moma_ppo", "ibc", "ibc"]
+    assert key(pooled) == key(serial)
