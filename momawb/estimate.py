@@ -13,9 +13,11 @@
 4. a job costs steps x step time + its periodic evaluations (``eval_every``, ``eval_episodes``)
    + ``final_evaluations`` x ``job.eval_episodes`` episodes; each world model (one per dataset,
    MOMA-PPO) costs its steps x step time, at most (early stopping ends it sooner);
-5. world models, then jobs, are packed on the workers in the order `momawb.sweep.sweep`
-   submits them (first free worker takes the next job), plus the start-up of the pool's
-   worker processes (a fresh interpreter importing torch and momawb, timed beside the probes).
+5. world models and jobs are packed on the workers as `momawb.sweep.sweep` will run them
+   (`momawb.workers.makespan` of `momawb.sweep.tasks`: world models beside the model-free jobs,
+   each MOMA-PPO job after its world model; or world models, then jobs, where the sweep does
+   that), plus the start-up of the pool's worker processes (a fresh interpreter importing
+   torch and momawb, timed beside the probes).
 
 Not in the estimate: generating datasets that are not cached yet (e.g. Reacher's expert
 training), runs that already finished (a re-run skips them, so it takes less), and on CUDA the
@@ -155,7 +157,8 @@ def estimate(jobs: Sequence, backend: str = "local", workers: int | None = None,
     greedy evaluations of ``job.eval_episodes`` episodes after training (2 when the notebook
     also labels the final episodes, as Reacher's conventions). See the module docstring."""
     from momawb import domains
-    from momawb.sweep import _world_model_config
+    from momawb.sweep import _wm_key, _world_model_config, overlapped, tasks
+    from momawb.workers import makespan
     from momawb.train import METHODS, method_config
 
     t_start = time.perf_counter()
@@ -200,8 +203,8 @@ def estimate(jobs: Sequence, backend: str = "local", workers: int | None = None,
                         model = fit_world_model(data, domain, _probe_config(wcfg, probe_steps), run, progress=False)
                         wm_probe[wkey] = (_step_time(run), model)
                         step_s["world_model"] = wm_probe[wkey][0]
-                    # one world model per dataset (momawb.sweep fits them before the jobs)
-                    wm[(j.domain, j.dataset, j.data_seed, wkey)] = (wm_probe[wkey][0], wcfg.steps)
+                    # one world model per dataset (momawb.sweep fits each once)
+                    wm[_wm_key(j)] = (wm_probe[wkey][0], wcfg.steps)
                     extra["world_model"] = wm_probe[wkey][1]
                 if key in probe:
                     continue
@@ -244,7 +247,13 @@ def estimate(jobs: Sequence, backend: str = "local", workers: int | None = None,
     finally:
         torch.set_num_threads(old_threads)
     wm_times = [s * n for s, n in wm.values()]
-    seconds = _pack(wm_times, workers) + _pack(durations, workers) + (startup.seconds() if startup else 0.0)
+    if overlapped(jobs, backend, workers):
+        order = tasks(jobs)                      # the world models, then the jobs
+        fits = [math.prod(wm.get(_wm_key(t.job), (0.0, 0))) for t in order[:len(order) - len(jobs)]]
+        seconds = makespan(order, fits + durations, workers)
+    else:
+        seconds = _pack(wm_times, workers) + _pack(durations, workers)
+    seconds += startup.seconds() if startup else 0.0
     if torch.cuda.is_available() and workers > 1:
         notes.append(f"{workers} workers share the GPU(s); the packing assumes they do not slow each other")
     return Estimate(seconds, workers, len(jobs), per_method, sum(wm_times), step_s,

@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 
 from momawb.workers import Task, call_with_threads, gpu_slots, process_pool, ray_resources, run_on_ray, run_tasks
 
-__all__ = ["Job", "grid", "observation_grid", "run_job", "trained_team", "fit_world_model_job", "sweep", "gpu_slots",
+__all__ = ["Job", "grid", "observation_grid", "run_job", "trained_team", "fit_world_model_job", "sweep", "tasks",
+           "overlapped", "gpu_slots",
            "ray_resources", "process_pool", "CENTRALIZED"]
 
 #: methods that act on the global state (centralized execution): run only under full observability
@@ -311,8 +312,7 @@ def sweep(jobs: Sequence[Job], backend: str = "local", workers: int | None = Non
         else:
             pool = _phase(prepare_dataset_job, dataset_jobs, False, rows, backend, workers, address, progress,
                           on_result, pool, slots, workers_per_gpu)
-        # overlap when there is something to train while a world model fits
-        if backend == "local" and workers > 1 and (len(wm_jobs) > 1 or any(j.method != "moma_ppo" for j in jobs)):
+        if overlapped(jobs, backend, workers):
             pool = _overlapped(wm_jobs, jobs, rows, workers, progress, on_result, pool, slots)
         else:
             for fn, phase_jobs, collect in ((fit_world_model_job, wm_jobs, False), (run_job, jobs, True)):
@@ -328,14 +328,26 @@ def _threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
+def overlapped(jobs: Sequence[Job], backend: str, workers: int) -> bool:
+    """Whether `sweep` runs world models and trainings together (`tasks`): on a local pool of
+    several workers, when there is something to train while a world model fits. Otherwise the
+    world models are fitted first (a single one in the main process, with all its threads)."""
+    return backend == "local" and workers > 1 and (len(_wm_jobs(jobs)) > 1 or any(j.method != "moma_ppo" for j in jobs))
+
+
+def tasks(jobs: Sequence[Job]) -> list[Task]:
+    """The world models of ``jobs`` (`_wm_jobs`), then the jobs, as `workers.run_tasks` tasks:
+    each MOMA-PPO job needs its world model; world models first, then MOMA-PPO jobs, then the
+    others, in grid order."""
+    out = [Task(_fit_world_model_task, j, key=("world model", _wm_key(j)), priority=0) for j in _wm_jobs(jobs)]
+    return out + [Task(run_job, j, needs=("world model", _wm_key(j)) if j.method == "moma_ppo" else None,
+                       priority=1 if j.method == "moma_ppo" else 2) for j in jobs]
+
+
 def _overlapped(wm_jobs, jobs, rows, workers, progress, on_result, pool, slots):
-    """World models and trainings on one local pool: `run_tasks` with each MOMA-PPO job needing
-    its world model; world models first, then MOMA-PPO jobs, then the others, in grid order."""
+    """World models and trainings on one local pool (`tasks`, `workers.run_tasks`)."""
     wm_bar = tqdm(total=len(wm_jobs), desc="world models", disable=not progress or not wm_jobs)
     bar = tqdm(total=len(jobs), desc="jobs", disable=not progress)
-    tasks = [Task(_fit_world_model_task, j, key=("world model", _wm_key(j)), priority=0) for j in wm_jobs]
-    tasks += [Task(run_job, j, needs=("world model", _wm_key(j)) if j.method == "moma_ppo" else None,
-                   priority=1 if j.method == "moma_ppo" else 2) for j in jobs]
 
     def done(i: int, out: Any) -> None:
         if i < len(wm_jobs):
@@ -349,7 +361,7 @@ def _overlapped(wm_jobs, jobs, rows, workers, progress, on_result, pool, slots):
     if pool is None:
         pool = process_pool(workers, slots)
     try:
-        run_tasks(tasks, pool, workers, _threads(workers), done)
+        run_tasks(tasks(jobs), pool, workers, _threads(workers), done)
     finally:
         wm_bar.close()
         bar.close()

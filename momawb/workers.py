@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any, Callable, Hashable, Sequence
 
-__all__ = ["Task", "run_tasks", "gpu_slots", "process_pool", "ray_resources", "run_on_ray", "call_with_threads"]
+__all__ = ["Task", "run_tasks", "makespan", "gpu_slots", "process_pool", "ray_resources", "run_on_ray", "call_with_threads"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,30 @@ class Task:
     key: Hashable = None               # what later tasks may wait for (None: nothing)
     needs: Hashable = None             # the key of the task to finish first (None: ready at once)
     priority: int = 0
+
+
+class _Order:
+    """`run_tasks`' order: ready tasks by (priority, list index); a task's dependents become
+    ready when it finishes. Raises ValueError when a task needs a key that no task has."""
+
+    def __init__(self, tasks: Sequence[Task]):
+        self.tasks = tasks
+        unknown = {t.needs for t in tasks if t.needs is not None} - {t.key for t in tasks if t.key is not None}
+        if unknown:
+            raise ValueError(f"tasks need keys that no task provides: {sorted(map(str, unknown))}")
+        self.waiting: dict[Hashable, list[int]] = {}
+        for i, t in enumerate(tasks):
+            if t.needs is not None:
+                self.waiting.setdefault(t.needs, []).append(i)
+        self.ready = [(t.priority, i) for i, t in enumerate(tasks) if t.needs is None]
+        heapq.heapify(self.ready)
+
+    def pop(self) -> int:
+        return heapq.heappop(self.ready)[1]
+
+    def finished(self, i: int) -> None:
+        for j in self.waiting.pop(self.tasks[i].key, []) if self.tasks[i].key is not None else []:
+            heapq.heappush(self.ready, (self.tasks[j].priority, j))
 
 
 def run_tasks(tasks: Sequence[Task], pool: ProcessPoolExecutor, workers: int, threads: int,
@@ -41,37 +65,37 @@ def run_tasks(tasks: Sequence[Task], pool: ProcessPoolExecutor, workers: int, th
     else runs, and the first error is raised at the end (the finished jobs are on disk, so the
     sweep started again resumes from there). Raises ValueError when a task needs a key that no
     task has (it would never start)."""
-    keys = {t.key for t in tasks if t.key is not None}
-    unknown = {t.needs for t in tasks if t.needs is not None} - keys
-    if unknown:
-        raise ValueError(f"tasks need keys that no task provides: {sorted(map(str, unknown))}")
-    waiting: dict[Hashable, list[int]] = {}
-    ready: list[tuple[int, int]] = []
-    for i, t in enumerate(tasks):
-        if t.needs is None:
-            ready.append((t.priority, i))
-        else:
-            waiting.setdefault(t.needs, []).append(i)
-    heapq.heapify(ready)
+    order = _Order(tasks)
     running: dict = {}
     errors: list[BaseException] = []
-    while ready or running:
-        while ready and len(running) < workers:
-            _, i = heapq.heappop(ready)
+    while order.ready or running:
+        while order.ready and len(running) < workers:
+            i = order.pop()
             running[pool.submit(call_with_threads, tasks[i].fn, tasks[i].job, threads)] = i
         finished, _ = wait(running, return_when=FIRST_COMPLETED)
         for f in finished:
             i = running.pop(f)
-            error = f.exception()
-            if error is not None:
-                errors.append(error)
+            if f.exception() is not None:
+                errors.append(f.exception())
                 continue
-            if tasks[i].key is not None:
-                for j in waiting.pop(tasks[i].key, []):
-                    heapq.heappush(ready, (tasks[j].priority, j))
+            order.finished(i)
             done(i, f.result())
     if errors:
         raise errors[0]
+
+
+def makespan(tasks: Sequence[Task], seconds: Sequence[float], workers: int) -> float:
+    """The wall time `run_tasks` would take if task ``i`` took ``seconds[i]`` on any worker
+    (`momawb.estimate` uses it to pack a grid as the sweep will run it)."""
+    order = _Order(tasks)
+    clock, running = 0.0, []          # heap of (end time, task)
+    while order.ready or running:
+        while order.ready and len(running) < workers:
+            i = order.pop()
+            heapq.heappush(running, (clock + seconds[i], i))
+        clock, i = heapq.heappop(running)
+        order.finished(i)
+    return clock
 
 
 def call_with_threads(fn: Callable, job: Any, threads: int):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from momawb import sweep
-from momawb.workers import Task, run_tasks
+from momawb.workers import Task, makespan, run_tasks
 
 
 def _tasks(log, fail=()):
@@ -33,6 +33,14 @@ def test_dependencies_and_priorities_decide_the_order():
     out = _run(_tasks(log))
     assert log == ["wm", "mb1", "mb2", "mf1", "mf2"]
     assert out == {0: "MF1", 1: "WM", 2: "MF2", 3: "MB1", 4: "MB2"}
+
+
+def test_makespan_packs_as_run_tasks_runs():
+    """Two workers: the world model (3 s) beside the model-free jobs (1 s each), then both
+    MOMA-PPO jobs (5 s) at once: 8 s (world model and jobs in separate phases: 3 + 6 = 9 s)."""
+    tasks = _tasks([])
+    assert makespan(tasks, [1, 3, 1, 5, 5], workers=2) == 8
+    assert makespan(tasks, [1, 3, 1, 5, 5], workers=1) == 15
 
 
 def test_a_failed_task_skips_its_dependents_runs_the_rest_then_raises():
