@@ -84,6 +84,8 @@ def test_command_line_prints_the_return_statistics(tiny, capsys, monkeypatch):
     assert f"{cfg.size:,} transitions" in out and "min / mean / median / max" in out and "-325.6" in out
     with pytest.raises(SystemExit):
         generate_main(["ant", "--dataset", "nope"])
+    with pytest.raises(SystemExit):
+        generate_main(["game", "--dataset", "neutral", "--workers", "0"])
 
 
 # ------------------------------------------------------------------------ users' files

@@ -11,6 +11,7 @@ the paper's scale). A killed Ant generation run again resumes (`momawb.generate.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default=None, help="ci, cpu, gpu, ...: its generator section is used")
     parser.add_argument("--seed", type=int, default=None, help="another sample (default: the config's seed)")
     parser.add_argument("--root", default=None, help="outputs folder (default: $MOMAWB_OUTPUTS or ./outputs)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes that may share the generation (Reacher: expert seeds trained at once; "
+                             "the same dataset as 1); default: one per core")
     args = parser.parse_args(argv)
     module = generator_module(args.domain)
     if args.dataset not in module.DATASETS:
@@ -43,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(e))
         overrides = {k: v for k, v in (data.get(GENERATORS[args.domain][1]) or {}).items() if k not in ("name", "seed")}
     t0 = time.perf_counter()
-    ds = named_dataset(args.domain, args.dataset, root=args.root, seed=args.seed, progress=True, **overrides)
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    ds = named_dataset(args.domain, args.dataset, root=args.root, seed=args.seed, progress=True,
+                       workers=args.workers, **overrides)
     wall = time.perf_counter() - t0
     domain = domains.make(args.domain).for_dataset(ds)
     d = ds.describe(domain)
