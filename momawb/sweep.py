@@ -243,12 +243,22 @@ def _diverged_row(job: Job, err, wall: float) -> dict:
            "variant": job.variant, "job_wall_time": wall}
 
 
+def needs_world_model(job: Job) -> bool:
+    """Whether ``job`` trains on a learned world model (MOMA-PPO with ``mode: model``; not the
+    online or ground-truth-simulator variants)."""
+    if job.method != "moma_ppo":
+        return False
+    from momawb.train import method_config
+    config = method_config(job.method, job.notebook, job.preset, job.section_overrides(job.method))
+    return getattr(config, "mode", "model") == "model"
+
+
 def _train(job: Job, progress: bool = False):
     from momawb.train import method_config, train
     domain, dataset = job_setup(job)
     config = method_config(job.method, job.notebook, job.preset, job.section_overrides(job.method))
     extra: dict[str, Any] = {}
-    if job.method == "moma_ppo" and getattr(config, "mode", "model") == "model":
+    if needs_world_model(job):
         extra["world_model"] = fit_world_model_job(job)
     res = train(job.method, dataset, domain, config, seed=job.seed, root=job.root,
                 eval_episodes=job.eval_episodes, progress=progress, **extra)
@@ -267,7 +277,7 @@ def _wm_key(job: Job) -> tuple:
 
 
 def _wm_jobs(jobs: Sequence[Job]) -> list[Job]:
-    return _unique((j for j in jobs if j.method == "moma_ppo"), _wm_key)
+    return _unique((j for j in jobs if needs_world_model(j)), _wm_key)
 
 
 def _fit_world_model_task(job: Job) -> None:
@@ -293,8 +303,9 @@ def sweep(jobs: Sequence[Job], backend: str = "local", workers: int | None = Non
     ``CUDA_VISIBLE_DEVICES``; on Ray each task asks for ``num_gpus = 1 / workers_per_gpu``.
     Ignored where CUDA is not available.
 
-    A job that fails stops no other (on the local pool; the others and their rows are saved);
-    its error is raised at the end."""
+    On the overlapped local schedule (`overlapped`) a job that fails stops no other (their runs
+    and rows are saved) and its error is raised at the end; in the phases (serial, Ray, one
+    worker) the first error stops the sweep."""
     if backend not in ("serial", "local", "ray"):
         raise ValueError(f"backend must be 'serial', 'local' or 'ray', got {backend!r}")
     if workers_per_gpu is not None and workers_per_gpu < 1:
@@ -302,6 +313,8 @@ def sweep(jobs: Sequence[Job], backend: str = "local", workers: int | None = Non
     jobs = list(jobs)
     slots = gpu_slots(workers_per_gpu)
     workers = workers or len(slots) or max(1, os.cpu_count() or 1)
+    if slots:
+        workers = min(workers, len(slots))   # the pool has one process per GPU slot
     rows: list[dict | None] = [None] * len(jobs)
     wm_jobs = _wm_jobs(jobs)
     pool = None  # one pool of spawned workers for every phase (each worker imports torch once)
@@ -331,8 +344,9 @@ def _threads(workers: int) -> int:
 def overlapped(jobs: Sequence[Job], backend: str, workers: int) -> bool:
     """Whether `sweep` runs world models and trainings together (`tasks`): on a local pool of
     several workers, when there is something to train while a world model fits. Otherwise the
-    world models are fitted first (a single one in the main process, with all its threads)."""
-    return backend == "local" and workers > 1 and (len(_wm_jobs(jobs)) > 1 or any(j.method != "moma_ppo" for j in jobs))
+    world models are fitted first (a single one in the main process, with all its threads).
+    MOMA-PPO jobs that need no world model (`needs_world_model`) start at once."""
+    return backend == "local" and workers > 1 and (len(_wm_jobs(jobs)) > 1 or not all(map(needs_world_model, jobs)))
 
 
 def tasks(jobs: Sequence[Job]) -> list[Task]:
@@ -340,7 +354,7 @@ def tasks(jobs: Sequence[Job]) -> list[Task]:
     each MOMA-PPO job needs its world model; world models first, then MOMA-PPO jobs, then the
     others, in grid order."""
     out = [Task(_fit_world_model_task, j, key=("world model", _wm_key(j)), priority=0) for j in _wm_jobs(jobs)]
-    return out + [Task(run_job, j, needs=("world model", _wm_key(j)) if j.method == "moma_ppo" else None,
+    return out + [Task(run_job, j, needs=("world model", _wm_key(j)) if needs_world_model(j) else None,
                        priority=1 if j.method == "moma_ppo" else 2) for j in jobs]
 
 

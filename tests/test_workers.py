@@ -72,3 +72,16 @@ def test_world_model_overlaps_model_free_jobs_with_the_serial_rows(tmp_path):
     pooled = sweep.sweep(jobs(tmp_path / "p"), backend="local", workers=2, progress=False)
     assert len(pooled) == 4 and [r["method"] for r in pooled] == ["moma_ppo", "moma_ppo", "ibc", "ibc"]
     assert key(pooled) == key(serial)
+
+
+def test_only_model_based_moma_ppo_waits_for_a_world_model():
+    """MOMA-PPO on the ground-truth simulator (Table 5) or online needs no world model: no fit
+    is scheduled for it and it starts at once."""
+    model = sweep.grid(["moma_ppo", "ibc"], ["neutral"], [0], notebook="coordination_game", preset="ci")
+    sim = sweep.grid(["moma_ppo"], ["neutral"], [0], notebook="coordination_game", preset="ci",
+                     overrides={"moma_ppo": {"mode": "simulator"}}, variant="simulator")
+    assert [sweep.needs_world_model(j) for j in model + sim] == [True, False, False]
+    tasks = sweep.tasks(model + sim)
+    assert len(tasks) == 4 and tasks[0].key is not None                 # one world model, three jobs
+    assert [t.needs is not None for t in tasks[1:]] == [True, False, False]
+    assert sweep.tasks(sim)[0].needs is None and len(sweep.tasks(sim)) == 1

@@ -147,8 +147,10 @@ def reacher_experts(config: ReacherDatasetConfig, root: str | Path | None = None
 
     ``workers > 1`` trains that many unshaped seeds at once in spawned processes (one each,
     ``cpu_count // workers`` torch threads), then reads them in seed order with the same
-    stopping rule: the same experts and dataset as one at a time (a seed after the stopping
-    point may be trained for nothing). Shaped seeds depend on the ones before and run alone."""
+    stopping rule: the same experts and dataset as one at a time. A seed after the stopping
+    point may be trained for nothing, and the call waits for it to end (at most one expert's
+    training, on a core that would otherwise idle). Shaped seeds depend on the ones before and
+    run alone."""
     from momawb.workers import call_with_threads, process_pool
 
     best: dict = {}
