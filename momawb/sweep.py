@@ -372,10 +372,18 @@ def _overlapped(wm_jobs, jobs, rows, workers, progress, on_result, pool, slots):
         if on_result is not None:
             on_result(out)
 
+    order = tasks(jobs)
+
+    def failed(i: int, error: BaseException) -> None:
+        j = order[i].job
+        what = "world model" if i < len(wm_jobs) else f"{j.method} seed {j.seed}"
+        tqdm.write(f"{what} on {j.dataset} ({j.task}) failed: {type(error).__name__}: {error}; "
+                   "the other jobs go on and the error is raised when they are done")
+
     if pool is None:
         pool = process_pool(workers, slots)
     try:
-        run_tasks(tasks(jobs), pool, workers, _threads(workers), done)
+        run_tasks(order, pool, workers, _threads(workers), done, failed)
     finally:
         wm_bar.close()
         bar.close()

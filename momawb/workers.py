@@ -53,7 +53,8 @@ class _Order:
 
 
 def run_tasks(tasks: Sequence[Task], pool: ProcessPoolExecutor, workers: int, threads: int,
-              done: Callable[[int, Any], None]) -> None:
+              done: Callable[[int, Any], None],
+              failed: Callable[[int, BaseException], None] | None = None) -> None:
     """Run ``tasks`` on ``pool`` with at most ``workers`` in flight; ``done(i, result)`` for task
     ``i`` as it finishes, in the main process.
 
@@ -63,7 +64,8 @@ def run_tasks(tasks: Sequence[Task], pool: ProcessPoolExecutor, workers: int, th
 
     A task that raises does not stop the others: the tasks that need it are skipped, everything
     else runs, and the first error is raised at the end (the finished jobs are on disk, so the
-    sweep started again resumes from there). Raises ValueError when a task needs a key that no
+    sweep started again resumes from there); ``failed(i, error)`` hears of each failure when it
+    happens. Raises ValueError when a task needs a key that no
     task has (it would never start)."""
     order = _Order(tasks)
     running: dict = {}
@@ -77,6 +79,8 @@ def run_tasks(tasks: Sequence[Task], pool: ProcessPoolExecutor, workers: int, th
             i = running.pop(f)
             if f.exception() is not None:
                 errors.append(f.exception())
+                if failed is not None:
+                    failed(i, f.exception())
                 continue
             order.finished(i)
             done(i, f.result())

@@ -19,10 +19,10 @@ def _tasks(log, fail=()):
             Task(fn, "mb1", needs="w", priority=1), Task(fn, "mb2", needs="w", priority=1)]
 
 
-def _run(tasks, workers=1):
+def _run(tasks, workers=1, failed=None):
     out = {}
     with ThreadPoolExecutor(workers) as pool:
-        run_tasks(tasks, pool, workers, torch.get_num_threads(), lambda i, r: out.__setitem__(i, r))
+        run_tasks(tasks, pool, workers, torch.get_num_threads(), lambda i, r: out.__setitem__(i, r), failed)
     return out
 
 
@@ -44,10 +44,10 @@ def test_makespan_packs_as_run_tasks_runs():
 
 
 def test_a_failed_task_skips_its_dependents_runs_the_rest_then_raises():
-    log = []
+    log, heard = [], []
     with pytest.raises(RuntimeError, match="wm failed"):
-        _run(_tasks(log, fail={"wm"}), workers=2)
-    assert sorted(log) == ["mf1", "mf2", "wm"]
+        _run(_tasks(log, fail={"wm"}), workers=2, failed=lambda i, e: heard.append((i, str(e))))
+    assert sorted(log) == ["mf1", "mf2", "wm"] and heard == [(1, "wm failed")]   # heard when it happened
 
 
 def test_a_task_needing_an_unknown_key_is_refused_before_anything_runs():
@@ -85,3 +85,14 @@ def test_only_model_based_moma_ppo_waits_for_a_world_model():
     assert len(tasks) == 4 and tasks[0].key is not None                 # one world model, three jobs
     assert [t.needs is not None for t in tasks[1:]] == [True, False, False]
     assert sweep.tasks(sim)[0].needs is None and len(sweep.tasks(sim)) == 1
+
+
+def test_a_failing_job_is_reported_at_once_and_raised_after_the_others(tmp_path, capsys):
+    fast = {"steps": 20, "eval_every": 20, "eval_episodes": 2, "checkpoint_every": 10, "log_every": 10}
+    good = sweep.grid(["ibc"], ["neutral"], [0], overrides={"ibc": fast}, eval_episodes=2, root=str(tmp_path))
+    bad = sweep.grid(["ibc"], ["neutral"], [1], overrides={"ibc": {**fast, "lr": -1.0}}, eval_episodes=2,
+                     root=str(tmp_path))
+    with pytest.raises(Exception, match="lr"):
+        sweep.sweep(bad + good, backend="local", workers=2, progress=False)
+    assert "ibc seed 1 on neutral (default) failed" in capsys.readouterr().out
+    assert len(list(tmp_path.rglob("result.json"))) == 1              # the good job finished
