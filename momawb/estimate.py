@@ -25,7 +25,6 @@ slowdown of several workers sharing one GPU. It is an estimate, and says so.
 """
 from __future__ import annotations
 
-import heapq
 import importlib
 import json
 import math
@@ -157,15 +156,15 @@ def estimate(jobs: Sequence, backend: str = "local", workers: int | None = None,
     greedy evaluations of ``job.eval_episodes`` episodes after training (2 when the notebook
     also labels the final episodes, as Reacher's conventions). See the module docstring."""
     from momawb import domains
-    from momawb.sweep import _wm_key, _world_model_config, overlapped, tasks
-    from momawb.workers import makespan
+    from momawb.sweep import _wm_key, _world_model_config, needs_world_model, overlapped, tasks
+    from momawb.workers import makespan, threads_per_worker
     from momawb.train import METHODS, method_config
 
     t_start = time.perf_counter()
     cores = os.cpu_count() or 1
     workers = 1 if backend == "serial" else (workers or cores)
     startup = _WorkerStartup() if backend == "local" and workers > 1 and jobs else None
-    threads = max(1, cores // workers) if workers > 1 else torch.get_num_threads()
+    threads = threads_per_worker(workers) if workers > 1 else torch.get_num_threads()
     old_threads = torch.get_num_threads()
     notes: list[str] = []
     step_s: dict[str, float] = {}
@@ -194,7 +193,7 @@ def estimate(jobs: Sequence, backend: str = "local", workers: int | None = None,
                 config = config_of(j)
                 key = json.dumps([j.method, j.domain, config.to_dict()], sort_keys=True, default=str)
                 extra = {}
-                if j.method == "moma_ppo" and getattr(config, "mode", "model") == "model":
+                if needs_world_model(j, config):
                     wcfg = _world_model_config(j)
                     wkey = json.dumps([j.domain, wcfg.to_dict()], sort_keys=True, default=str)
                     if wkey not in wm_probe:
@@ -247,9 +246,9 @@ def estimate(jobs: Sequence, backend: str = "local", workers: int | None = None,
     finally:
         torch.set_num_threads(old_threads)
     wm_times = [s * n for s, n in wm.values()]
-    if overlapped(jobs, backend, workers):
-        order = tasks(jobs)                      # the world models, then the jobs
-        fits = [math.prod(wm.get(_wm_key(t.job), (0.0, 0))) for t in order[:len(order) - len(jobs)]]
+    order = tasks(jobs)                          # the world models, then the jobs
+    if overlapped(order, backend, workers):
+        fits = [math.prod(wm.get(t.key[1], (0.0, 0))) for t in order if t.key is not None]
         seconds = makespan(order, fits + durations, workers)
     else:
         seconds = _pack(wm_times, workers) + _pack(durations, workers)
@@ -278,7 +277,5 @@ class _WorkerStartup:
 
 def _pack(durations: Sequence[float], workers: int) -> float:
     """Makespan of ``durations`` taken in order by the first free of ``workers`` workers."""
-    free = [0.0] * max(1, min(workers, len(durations) or 1))
-    for d in durations:
-        heapq.heappush(free, heapq.heappop(free) + d)
-    return max(free)
+    from momawb.workers import Task, makespan
+    return makespan([Task(None, None)] * len(durations), durations, max(1, workers))

@@ -25,7 +25,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
-from momawb.workers import Task, call_with_threads, gpu_slots, process_pool, ray_resources, run_on_ray, run_tasks
+from momawb.workers import (Task, call_with_threads, gpu_slots, process_pool, ray_resources, run_on_ray, run_tasks,
+                            threads_per_worker)
 
 __all__ = ["Job", "grid", "observation_grid", "run_job", "trained_team", "fit_world_model_job", "sweep", "tasks",
            "overlapped", "gpu_slots",
@@ -243,13 +244,15 @@ def _diverged_row(job: Job, err, wall: float) -> dict:
            "variant": job.variant, "job_wall_time": wall}
 
 
-def needs_world_model(job: Job) -> bool:
+def needs_world_model(job: Job, config=None) -> bool:
     """Whether ``job`` trains on a learned world model (MOMA-PPO with ``mode: model``; not the
-    online or ground-truth-simulator variants)."""
+    online or ground-truth-simulator variants). ``config``: the job's method config, when the
+    caller has it already (else it is read from the job's preset and overrides)."""
     if job.method != "moma_ppo":
         return False
-    from momawb.train import method_config
-    config = method_config(job.method, job.notebook, job.preset, job.section_overrides(job.method))
+    if config is None:
+        from momawb.train import method_config
+        config = method_config(job.method, job.notebook, job.preset, job.section_overrides(job.method))
     return getattr(config, "mode", "model") == "model"
 
 
@@ -258,7 +261,7 @@ def _train(job: Job, progress: bool = False):
     domain, dataset = job_setup(job)
     config = method_config(job.method, job.notebook, job.preset, job.section_overrides(job.method))
     extra: dict[str, Any] = {}
-    if needs_world_model(job):
+    if needs_world_model(job, config):
         extra["world_model"] = fit_world_model_job(job)
     res = train(job.method, dataset, domain, config, seed=job.seed, root=job.root,
                 eval_episodes=job.eval_episodes, progress=progress, **extra)
@@ -277,7 +280,8 @@ def _wm_key(job: Job) -> tuple:
 
 
 def _wm_jobs(jobs: Sequence[Job]) -> list[Job]:
-    return _unique((j for j in jobs if needs_world_model(j)), _wm_key)
+    """The jobs whose world models `sweep` fits, one per `_wm_key`."""
+    return [t.job for t in tasks(jobs) if t.key is not None]
 
 
 def _fit_world_model_task(job: Job) -> None:
@@ -316,7 +320,8 @@ def sweep(jobs: Sequence[Job], backend: str = "local", workers: int | None = Non
     if slots:
         workers = min(workers, len(slots))   # the pool has one process per GPU slot
     rows: list[dict | None] = [None] * len(jobs)
-    wm_jobs = _wm_jobs(jobs)
+    order = tasks(jobs)
+    wm_jobs = [t.job for t in order if t.key is not None]
     pool = None  # one pool of spawned workers for every phase (each worker imports torch once)
     try:
         dataset_jobs = _dataset_jobs(jobs)
@@ -325,8 +330,8 @@ def sweep(jobs: Sequence[Job], backend: str = "local", workers: int | None = Non
         else:
             pool = _phase(prepare_dataset_job, dataset_jobs, False, rows, backend, workers, address, progress,
                           on_result, pool, slots, workers_per_gpu)
-        if overlapped(jobs, backend, workers):
-            pool = _overlapped(wm_jobs, jobs, rows, workers, progress, on_result, pool, slots)
+        if overlapped(order, backend, workers):
+            pool = _overlapped(order, rows, workers, progress, on_result, pool, slots)
         else:
             for fn, phase_jobs, collect in ((fit_world_model_job, wm_jobs, False), (run_job, jobs, True)):
                 pool = _phase(fn, phase_jobs, collect, rows, backend, workers, address, progress, on_result, pool,
@@ -337,53 +342,50 @@ def sweep(jobs: Sequence[Job], backend: str = "local", workers: int | None = Non
     return [r for r in rows if r is not None]
 
 
-def _threads(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // workers)
-
-
-def overlapped(jobs: Sequence[Job], backend: str, workers: int) -> bool:
-    """Whether `sweep` runs world models and trainings together (`tasks`): on a local pool of
-    several workers, when there is something to train while a world model fits. Otherwise the
-    world models are fitted first (a single one in the main process, with all its threads).
-    MOMA-PPO jobs that need no world model (`needs_world_model`) start at once."""
-    return backend == "local" and workers > 1 and (len(_wm_jobs(jobs)) > 1 or not all(map(needs_world_model, jobs)))
+def overlapped(order: Sequence[Task], backend: str, workers: int) -> bool:
+    """Whether `sweep` runs the `tasks` ``order`` (world models and trainings) together: on a
+    local pool of several workers, when there is something to train while a world model fits.
+    Otherwise the world models are fitted first (a single one in the main process, with all its
+    threads). MOMA-PPO jobs that need no world model (`needs_world_model`) start at once."""
+    fits = sum(t.key is not None for t in order)
+    return backend == "local" and workers > 1 and (fits > 1 or any(t.key is None and t.needs is None for t in order))
 
 
 def tasks(jobs: Sequence[Job]) -> list[Task]:
-    """The world models of ``jobs`` (`_wm_jobs`), then the jobs, as `workers.run_tasks` tasks:
-    each MOMA-PPO job needs its world model; world models first, then MOMA-PPO jobs, then the
-    others, in grid order."""
-    out = [Task(_fit_world_model_task, j, key=("world model", _wm_key(j)), priority=0) for j in _wm_jobs(jobs)]
-    return out + [Task(run_job, j, needs=("world model", _wm_key(j)) if needs_world_model(j) else None,
-                       priority=1 if j.method == "moma_ppo" else 2) for j in jobs]
+    """The world models of ``jobs`` (one per `_wm_key`), then the jobs, as `workers.run_tasks`
+    tasks: each MOMA-PPO job on a learned model needs its world model; world models first, then
+    MOMA-PPO jobs, then the others, in grid order."""
+    keys = [("world model", _wm_key(j)) if needs_world_model(j) else None for j in jobs]
+    fits = _unique((jk for jk in zip(jobs, keys) if jk[1] is not None), lambda jk: jk[1])
+    return ([Task(_fit_world_model_task, j, key=k, priority=0) for j, k in fits]
+            + [Task(run_job, j, needs=k, priority=1 if j.method == "moma_ppo" else 2) for j, k in zip(jobs, keys)])
 
 
-def _overlapped(wm_jobs, jobs, rows, workers, progress, on_result, pool, slots):
-    """World models and trainings on one local pool (`tasks`, `workers.run_tasks`)."""
-    wm_bar = tqdm(total=len(wm_jobs), desc="world models", disable=not progress or not wm_jobs)
-    bar = tqdm(total=len(jobs), desc="jobs", disable=not progress)
+def _overlapped(order, rows, workers, progress, on_result, pool, slots):
+    """The `tasks` ``order`` on one local pool (`workers.run_tasks`); job rows into ``rows``."""
+    n_fits = len(order) - len(rows)
+    wm_bar = tqdm(total=n_fits, desc="world models", disable=not progress or not n_fits)
+    bar = tqdm(total=len(rows), desc="jobs", disable=not progress)
 
     def done(i: int, out: Any) -> None:
-        if i < len(wm_jobs):
+        if i < n_fits:
             wm_bar.update()
             return
         bar.update()
-        rows[i - len(wm_jobs)] = out
+        rows[i - n_fits] = out
         if on_result is not None:
             on_result(out)
 
-    order = tasks(jobs)
-
     def failed(i: int, error: BaseException) -> None:
         j = order[i].job
-        what = "world model" if i < len(wm_jobs) else f"{j.method} seed {j.seed}"
+        what = "world model" if i < n_fits else f"{j.method} seed {j.seed}"
         tqdm.write(f"{what} on {j.dataset} ({j.task}) failed: {type(error).__name__}: {error}; "
                    "the other jobs go on and the error is raised when they are done")
 
     if pool is None:
         pool = process_pool(workers, slots)
     try:
-        run_tasks(order, pool, workers, _threads(workers), done, failed)
+        run_tasks(order, pool, workers, threads_per_worker(workers), done, failed)
     finally:
         wm_bar.close()
         bar.close()
@@ -412,7 +414,7 @@ def _phase(fn, phase_jobs, collect, rows, backend, workers, address, progress, o
     elif backend == "local":
         if pool is None:
             pool = process_pool(workers, slots)
-        futs = {pool.submit(call_with_threads, task, j, _threads(workers)): i for i, j in enumerate(phase_jobs)}
+        futs = {pool.submit(call_with_threads, task, j, threads_per_worker(workers)): i for i, j in enumerate(phase_jobs)}
         for f in as_completed(futs):
             done(futs[f], f.result())
     else:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any, Callable, Hashable, Sequence
 
-__all__ = ["Task", "run_tasks", "makespan", "gpu_slots", "process_pool", "ray_resources", "run_on_ray", "call_with_threads"]
+__all__ = ["Task", "run_tasks", "makespan", "threads_per_worker", "gpu_slots", "process_pool", "ray_resources", "run_on_ray", "call_with_threads"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class _Order:
         return heapq.heappop(self.ready)[1]
 
     def finished(self, i: int) -> None:
-        for j in self.waiting.pop(self.tasks[i].key, []) if self.tasks[i].key is not None else []:
+        for j in self.waiting.pop(self.tasks[i].key, []):
             heapq.heappush(self.ready, (self.tasks[j].priority, j))
 
 
@@ -100,6 +100,11 @@ def makespan(tasks: Sequence[Task], seconds: Sequence[float], workers: int) -> f
         clock, i = heapq.heappop(running)
         order.finished(i)
     return clock
+
+
+def threads_per_worker(workers: int) -> int:
+    """Torch threads for each of ``workers`` processes sharing this machine's cores (at least 1)."""
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def call_with_threads(fn: Callable, job: Any, threads: int):

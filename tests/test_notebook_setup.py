@@ -228,7 +228,7 @@ def test_estimate_times_real_steps_and_writes_nothing(outputs):
     # the local pool of 2: two world models (a dataset per seed) packed beside the IBC jobs
     jobs = sweep.grid(["ibc", "moma_ppo"], ["neutral"], range(2), notebook="coordination_game", preset="ci",
                       eval_episodes=5, resample_data=True)
-    assert sweep.overlapped(jobs, "local", 2) and not sweep.overlapped(jobs, "serial", 1)
+    assert sweep.overlapped(sweep.tasks(jobs), "local", 2) and not sweep.overlapped(sweep.tasks(jobs), "serial", 1)
     pooled = estimate.estimate(jobs, backend="local", workers=2, probe_steps=3)
     assert math.isfinite(pooled.seconds) and pooled.seconds > 0 and not outputs.exists()
 

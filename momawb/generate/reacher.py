@@ -16,7 +16,6 @@ qpos/qvel stored; reference returns: the paper's and our own measured ones.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,7 +150,7 @@ def reacher_experts(config: ReacherDatasetConfig, root: str | Path | None = None
     point may be trained for nothing, and the call waits for it to end (at most one expert's
     training, on a core that would otherwise idle). Shaped seeds depend on the ones before and
     run alone."""
-    from momawb.workers import call_with_threads, process_pool
+    from momawb.workers import call_with_threads, process_pool, threads_per_worker
 
     best: dict = {}
     infos = []
@@ -161,14 +160,14 @@ def reacher_experts(config: ReacherDatasetConfig, root: str | Path | None = None
     try:
         for k, seed in enumerate(seeds):
             sign = 0
-            if config.shaping > 0 and k >= config.unshaped_seeds:
+            if seed not in unshaped:
                 missing = [c for c in ("ccw", "cw") if c not in best]
                 sign = (1 if missing[0] == "ccw" else -1) if len(missing) == 1 else (1 if k % 2 == 0 else -1)
             elif workers > 1 and seed not in started:
                 pool = pool or process_pool(workers)
-                threads = max(1, (os.cpu_count() or 1) // workers)
                 for s in unshaped[unshaped.index(seed):unshaped.index(seed) + workers]:
-                    started[s] = pool.submit(call_with_threads, _expert_info, (config, s, root), threads)
+                    started[s] = pool.submit(call_with_threads, _expert_info, (config, s, root),
+                                             threads_per_worker(workers))
             if seed in started:
                 started[seed].result()             # trained and saved; reloaded below
             team, info = train_reacher_expert(config, seed, root, progress, sign)
