@@ -370,11 +370,12 @@ class MomaPPO:
         else:
             param_sets = [[p for g in self.opt.param_groups for p in g["params"]]]
         alpha = torch.tensor(self.alpha, dtype=torch.float64, device=self.device)
-        sums: dict[str, torch.Tensor] = {}
+        batch_keys = [key for key in data if key != "values"]
+        sums, keys = None, []
         count = 0
         for _ in range(cfg.epochs):
             for idx_t in iterate_minibatches(n, cfg.batch_size, rng, self.device):
-                mb = {key: (None if v is None else v[idx_t]) for key, v in data.items()}
+                mb = {key: (None if data[key] is None else data[key][idx_t]) for key in batch_keys}
                 loss, stats = ppo_loss(self.agents, mb, alpha.float(), cfg)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -382,8 +383,9 @@ class MomaPPO:
                 stats["grad_norm"] = norms[0] if len(norms) == 1 else torch.stack(norms).pow(2).sum().sqrt()
                 self.opt.step()
                 alpha = (alpha + cfg.alpha_lr * (cfg.entropy_target - stats["entropy"].double())).clamp(min=0.0)
-                for key, v in stats.items():
-                    sums[key] = sums[key] + v.double() if key in sums else v.double()
+                keys = list(stats)
+                row = torch.stack([stats[key] for key in keys]).double()    # one sum for all the metrics
+                sums = row if sums is None else sums + row
                 count += 1
         self.alpha = float(alpha)
         self._update_normalizers(data)
@@ -392,7 +394,7 @@ class MomaPPO:
         ret, val = raw_returns, data["values"]
         var = ret.var() if n > 1 else ret.new_zeros(())
         ev = float(1 - (ret - val).var() / var) if n > 1 and var > 0 else 0.0
-        out = {f"train/{k}": float(v) / max(count, 1) for k, v in sums.items()}
+        out = {f"train/{k}": v / max(count, 1) for k, v in zip(keys, sums.tolist() if sums is not None else [])}
         out.update({"train/alpha": self.alpha, "train/explained_variance": ev, "train/value_target": float(ret.mean()),
                     "train/transitions_total": float(self.transitions)})
         return out

@@ -142,12 +142,12 @@ class AgentPolicy(nn.Module):
     def distribution(self, x: torch.Tensor) -> torch.distributions.Distribution:
         out = self.net(x)
         if self.discrete:
-            return torch.distributions.Categorical(logits=out)
+            return torch.distributions.Categorical(logits=out, validate_args=False)
         mean, log_std = (out, self.log_std) if self.log_std is not None else out.split(self.act_dim, -1)
         if self.tanh:
             mean = torch.tanh(mean)
         log_std = log_std.clamp(self.log_std_min, self.log_std_max)
-        return torch.distributions.Normal(mean, log_std.exp().expand_as(mean))
+        return torch.distributions.Normal(mean, log_std.exp().expand_as(mean), validate_args=False)
 
     def log_prob(self, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         dist = self.distribution(x)
@@ -284,9 +284,11 @@ class Mixer(nn.Module):
 
 @torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    """Polyak averaging: target <- (1 - tau) target + tau source."""
-    for t, s in zip(target.parameters(), source.parameters()):
-        t.lerp_(s, tau)
+    """Polyak averaging: target <- (1 - tau) target + tau source (``lerp_``, one call for all
+    parameters: the same kernel per tensor, so the same numbers as a loop)."""
+    targets = list(target.parameters())
+    if targets:
+        torch._foreach_lerp_(targets, list(source.parameters()), tau)
 
 
 class RunningNorm(nn.Module):
@@ -315,15 +317,25 @@ class RunningNorm(nn.Module):
         self.mean.add_(delta * n / total)
         self.count.copy_(total)
 
-    def _std(self) -> torch.Tensor:
-        return (self.var + self.eps).sqrt()
+    def _moments(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, sqrt(var + eps)) cast to ``dtype``. Cached: recomputed only when the buffers
+        changed (`update` and ``load_state_dict`` write them in place, which bumps their version;
+        ``.to()`` replaces them), so a forward pass costs three operations, not seven."""
+        key = (dtype, self.mean._version, self.var._version, self.mean.data_ptr(), self.var.data_ptr())
+        src = getattr(self, "_cache_src", None)     # the buffers themselves: a new buffer is a new key
+        if src is None or src[0] is not self.mean or src[1] is not self.var or self._cache_key != key:
+            self._cache = (self.mean.to(dtype), (self.var + self.eps).sqrt().to(dtype))
+            self._cache_src, self._cache_key = (self.mean, self.var), key
+        return self._cache
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = (x - self.mean.to(x.dtype)) / self._std().to(x.dtype)
+        mean, std = self._moments(x.dtype)
+        y = (x - mean) / std
         return y if math.isinf(self.clip) else y.clamp(-self.clip, self.clip)
 
     def denormalize(self, y: torch.Tensor) -> torch.Tensor:
-        return y * self._std().to(y.dtype) + self.mean.to(y.dtype)
+        mean, std = self._moments(y.dtype)
+        return y * std + mean
 
 
 class NormalizedEncoder(AgentEncoder):

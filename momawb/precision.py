@@ -10,8 +10,10 @@ MOMA-PPO's configs (both recorded in the run's config, so runs of each kind neve
 * ``"tf32"``: float32 tensors, matmuls allowed to use TensorFloat-32 (CUDA Ampere and later;
   ``torch.set_float32_matmul_precision("high")``) for the duration of the step. A no-op on CPU.
 
+The default optimiser is `flat_adam.FlatAdam`: torch's Adam bit for bit, with each param group
+in one flat buffer (a step is a few tensor operations instead of a few per parameter tensor).
 ``fused_adam=True`` builds ``torch.optim.Adam(..., fused=True)``: one kernel for all parameters
-(CPU and CUDA). It computes Adam's update in another order than the default (foreach)
+(CPU and CUDA). It computes Adam's update in another order than torch's default (foreach)
 implementation, so results match it to rounding, not bit for bit.
 """
 from __future__ import annotations
@@ -20,6 +22,8 @@ import contextlib
 from typing import Iterable, Iterator
 
 import torch
+
+from momawb.flat_adam import FlatAdam
 
 __all__ = ["PRECISIONS", "autocast", "adam"]
 
@@ -48,8 +52,9 @@ def autocast(precision: str, device: torch.device | str) -> Iterator[None]:
 
 
 def adam(params: Iterable, lr: float, fused: bool = False) -> torch.optim.Adam:
-    """``torch.optim.Adam`` over ``params`` (tensors or param-group dicts); ``fused`` picks the
-    single-kernel implementation. Otherwise the multi-tensor (``foreach``) one, which torch picks
-    by default only on CUDA: on CPU it gives bit-identical parameters to the per-tensor loop
-    (tests/test_precision.py) with fewer Python calls per step."""
-    return torch.optim.Adam(params, lr=lr, fused=True) if fused else torch.optim.Adam(params, lr=lr, foreach=True)
+    """Adam over ``params`` (tensors or param-group dicts). By default `flat_adam.FlatAdam`:
+    torch's Adam bit for bit (tests/test_precision.py), each param group in one flat buffer, so
+    a step costs a few operations instead of a few per tensor; the parameters become views of
+    that buffer (build the optimiser after moving the model). ``fused`` picks torch's
+    single-kernel implementation instead (equal to rounding, not bit for bit)."""
+    return torch.optim.Adam(params, lr=lr, fused=True) if fused else FlatAdam(params, lr=lr)

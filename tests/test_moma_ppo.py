@@ -364,6 +364,25 @@ def test_running_norm_matches_moments_of_all_batches():
     torch.testing.assert_close(norm.denormalize(norm(x)), x)
 
 
+def test_running_norm_follows_its_buffers():
+    """Its float32 moments are cached between updates: an update, a loaded state and a move
+    must all show in the next forward pass."""
+    from momawb.moma_ppo import RunningNorm
+    norm, x = RunningNorm((3,)), torch.tensor([[1.0, 2.0, 3.0]])
+    assert torch.equal(norm(x), x)
+    norm.update(torch.tensor([[0.0, 0.0, 0.0], [2.0, 4.0, 6.0]]))           # mean (1, 2, 3)
+    assert torch.equal(norm(x), torch.zeros(1, 3))
+    other = RunningNorm((3,))
+    other.load_state_dict(norm.state_dict())
+    assert torch.equal(other(x), torch.zeros(1, 3))
+    norm.load_state_dict(RunningNorm((3,)).state_dict())                    # back to the identity
+    assert torch.equal(norm(x), x)
+    norm.update(torch.tensor([[3.0, 3.0, 3.0]]))                            # mean 3, var 0
+    assert torch.equal(norm(x), (x - 3) / torch.tensor(1e-8, dtype=torch.float64).sqrt().float())
+    moved = norm._apply(lambda t: t + 1)                                    # new buffers: mean 4, var 1
+    torch.testing.assert_close(moved(x), x - 4)
+
+
 def test_stabilisers_default_off_leave_networks_and_optimiser_as_before():
     dom = game.make_domain()
     cfg = MomaPPOConfig(**SMALL)
