@@ -1,4 +1,4 @@
-"""Adam over flat buffers: torch's Adam bit for bit, in five tensor operations per step.
+"""Adam over flat buffers: torch's Adam bit for bit, in eight tensor operations per param group.
 
 Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, Algorithm 1, computed
 exactly as ``torch.optim.Adam`` (2.13, default hyperparameters: no weight decay, amsgrad or
@@ -7,13 +7,15 @@ maximize) computes it: ``m <- lerp(m, g, 1 - beta1)``, ``v <- beta2 v + (1 - bet
 
 Why: momawb's networks are small (32-256 wide) and an optimiser step over their dozens of small
 tensors costs its per-tensor dispatches, not its arithmetic. ``torch.optim.Adam``'s multi-tensor
-(``foreach``) path runs each of its ~8 operations once per tensor on CPU; `FlatAdam` moves each
+(``foreach``) path runs each of its operations once per tensor on CPU; `FlatAdam` moves each
 param group's parameters into one contiguous buffer (the parameters become views of it, so the
 modules see every update), keeps the two moments and a gradient buffer beside it, and runs
-each operation once per group. Elementwise operations give the same bits on a view as on the
-tensor, so the parameters are torch's to the last bit (tests/test_precision.py). Measured on
-this repository's sizes (`benchmarks/bench_adam.py`): a step is 3-5x cheaper for the game's,
-Reacher's and Ant's policy networks and 1.1-1.6x for the world model.
+each operation once per group (gather the gradients, lerp, mul, addcmul, sqrt, div, add,
+addcdiv). Elementwise operations give the same bits on a view as on the tensor, so the
+parameters are torch's to the last bit (tests/test_precision.py). Measured on this
+repository's sizes (`benchmarks/bench_adam.py`, 1 thread): a step is 2-3.4x cheaper for the
+game's, Reacher's and Ant's policy and critic networks, 1.0x and 1.4x for the world model at
+4 x 200 and 4 x 1024 (where ``fused_adam``, one pass instead of several, is faster still).
 
 The checkpoint format is torch's (``state_dict`` per parameter: ``step``, ``exp_avg``,
 ``exp_avg_sq``), so a state saved by ``torch.optim.Adam`` resumes here and the other way round.
