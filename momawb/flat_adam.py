@@ -20,11 +20,19 @@ game's, Reacher's and Ant's policy and critic networks, 1.0x and 1.4x for the wo
 The checkpoint format is torch's (``state_dict`` per parameter: ``step``, ``exp_avg``,
 ``exp_avg_sq``), so a state saved by ``torch.optim.Adam`` resumes here and the other way round.
 
-Raises RuntimeError at ``step`` when a parameter no longer lives in its buffer (the module was
-moved with ``.to()`` or its tensors replaced after the optimiser was built: build it last).
+The arithmetic goes through the same foreach overloads torch's Adam calls (on one-tensor lists),
+so the kernels, and the rounding, are torch's on CUDA too; a step reads nothing back to the host
+(the bias corrections come from a Python step count). The parameters' version counters are
+bumped, so autograd still refuses a backward through a graph saved before the step.
+
+Raises ValueError for options it does not compute (weight decay, amsgrad, maximize, fused,
+capturable, differentiable; also from a loaded state) and for a parameter twice in one group;
+RuntimeError at ``step`` when a parameter no longer lives in its buffer (the module was moved
+with ``.to()``, its tensors replaced, or another FlatAdam took it after this one was built).
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Iterable
 
 import torch
@@ -43,6 +51,8 @@ class _Flat:
                 raise ValueError("FlatAdam: a param group's parameters must share one device and dtype "
                                  f"(got {first.dtype} on {first.device} and {p.dtype} on {p.device}); "
                                  "put them in separate groups")
+        if len({id(p) for p in params}) != len(params):
+            raise ValueError("FlatAdam: a parameter appears twice in one param group")
         self.params = params
         sizes = [p.numel() for p in params]
         self.n = sum(sizes)
@@ -65,9 +75,22 @@ class _Flat:
 
     def check(self) -> None:
         if any(p.data_ptr() != ptr for p, ptr in zip(self.params, self.ptrs)):
-            raise RuntimeError("FlatAdam: a parameter no longer lives in the optimiser's buffer (the module was "
-                               "moved with .to() or its tensors replaced after the optimiser was built); build "
-                               "the optimiser after moving the model")
+            raise RuntimeError("FlatAdam: a parameter no longer lives in the optimiser's buffer: the module was "
+                               "moved with .to(), its tensors were replaced, or another FlatAdam took the parameter "
+                               "after this one was built; build the optimiser after moving the model, one per "
+                               "parameter")
+
+
+#: torch Adam options FlatAdam computes, at the values it computes them for
+_DEFAULTS = {"weight_decay": 0, "amsgrad": False, "maximize": False, "capturable": False, "differentiable": False,
+             "decoupled_weight_decay": False}
+
+
+def _check_options(group: dict) -> None:
+    """Raises ValueError for a param group with an option FlatAdam does not compute."""
+    bad = sorted(k for k, v in _DEFAULTS.items() if group.get(k, v) != v) + (["fused"] if group.get("fused") else [])
+    if bad:
+        raise ValueError(f"FlatAdam computes plain Adam, without {', '.join(bad)}; use torch.optim.Adam for those")
 
 
 class FlatAdam(torch.optim.Adam):
@@ -83,6 +106,7 @@ class FlatAdam(torch.optim.Adam):
 
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)
+        _check_options(self.param_groups[-1])
         self._flats.append(_Flat(self.param_groups[-1]["params"]))
 
     # -------------------------------------------------------------- the step
@@ -106,6 +130,9 @@ class FlatAdam(torch.optim.Adam):
                 flat.steps = [t] * len(flat.params)
                 self._adam(flat.data, flat.grad, flat.exp_avg, flat.exp_avg_sq, flat.scratch,
                            t, lr, beta1, beta2, eps)
+                # the views' version counters are their own: bump them, so that autograd still
+                # refuses a backward through a graph that saved the old values (as with torch's Adam)
+                torch.autograd.graph.increment_version(flat.params)
             else:                                             # torch skips parameters without a gradient
                 for i, g in enumerate(grads):
                     if g is None:
@@ -118,32 +145,45 @@ class FlatAdam(torch.optim.Adam):
     @staticmethod
     def _adam(param, grad, exp_avg, exp_avg_sq, scratch, t: int, lr: float, beta1: float, beta2: float,
               eps: float) -> None:
-        """One Adam step in place, in the operations (and so the rounding) of torch's foreach Adam."""
-        exp_avg.lerp_(grad, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        """One Adam step in place, through the same foreach overloads as torch's Adam (its
+        multi-tensor path, on one-tensor lists): the same kernels, so the same rounding, on CPU
+        and on CUDA (where dividing a tensor by a plain number would multiply by its reciprocal)."""
+        torch._foreach_lerp_([exp_avg], [grad], 1 - beta1)
+        torch._foreach_mul_([exp_avg_sq], beta2)
+        torch._foreach_addcmul_([exp_avg_sq], [grad], [grad], 1 - beta2)
         bias_correction1 = 1 - beta1 ** float(t)
         bias_correction2 = 1 - beta2 ** float(t)
-        torch.sqrt(exp_avg_sq, out=scratch)
-        scratch.div_(bias_correction2 ** 0.5).add_(eps)
-        param.addcdiv_(exp_avg, scratch, value=-(lr / bias_correction1))
+        scratch.copy_(exp_avg_sq)
+        torch._foreach_sqrt_([scratch])
+        torch._foreach_div_([scratch], [bias_correction2 ** 0.5])
+        torch._foreach_add_([scratch], eps)
+        torch._foreach_addcdiv_([param], [exp_avg], [scratch], [(lr / bias_correction1) * -1])
 
     # -------------------------------------------------------------- torch's checkpoint format
     def state_dict(self) -> dict:
         """torch's Adam state: per parameter that has stepped, ``step`` (a float32 tensor),
         ``exp_avg`` and ``exp_avg_sq`` (copies of the buffers' slices)."""
+        self._sync_state()
+        out = super().state_dict()
+        self.state.clear()          # the buffers are the state; the copies live in `out` only
+        return out
+
+    def _sync_state(self) -> None:
+        """Fill ``self.state`` in torch's layout from the buffers (copies)."""
         for flat in self._flats:
             for i, p in enumerate(flat.params):
                 if flat.steps[i] > 0:
                     self.state[p] = {"step": torch.tensor(float(flat.steps[i]), device="cpu"),   # as torch
                                      "exp_avg": flat.view(flat.exp_avg, i).clone(),
                                      "exp_avg_sq": flat.view(flat.exp_avg_sq, i).clone()}
-        out = super().state_dict()
-        self.state.clear()          # the buffers are the state; the copies live in `out` only
-        return out
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Loads a state saved by `FlatAdam` or by ``torch.optim.Adam`` into the buffers."""
-        super().load_state_dict(state_dict)
+        """Loads a state saved by `FlatAdam` or by ``torch.optim.Adam`` into the buffers.
+        Raises ValueError for a state with options FlatAdam does not compute (weight decay, ...)."""
+        super().load_state_dict(state_dict)          # ends in `__setstate__`, which fills the buffers
+
+    def _load_flats(self) -> None:
+        """Move ``self.state`` (torch's per-parameter layout) into the buffers and clear it."""
         with torch.no_grad():
             for flat in self._flats:
                 for i, p in enumerate(flat.params):
@@ -155,3 +195,16 @@ class FlatAdam(torch.optim.Adam):
                         else:
                             flat.view(buf, i).zero_()
         self.state.clear()
+
+    def __getstate__(self) -> dict:          # pickling / deepcopy: the state in torch's layout
+        self._sync_state()
+        out = {**super().__getstate__(), "state": defaultdict(dict, self.state)}
+        self.state.clear()
+        return out
+
+    def __setstate__(self, state: dict) -> None:  # unpickling, deepcopy and load_state_dict
+        super().__setstate__(state)
+        for group in self.param_groups:
+            _check_options(group)
+        self._flats = [_Flat(group["params"]) for group in self.param_groups]
+        self._load_flats()

@@ -320,8 +320,11 @@ class RunningNorm(nn.Module):
     def _moments(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, sqrt(var + eps)) cast to ``dtype``. Cached: recomputed only when the buffers
         changed (`update` and ``load_state_dict`` write them in place, which bumps their version;
-        ``.to()`` replaces them), so a forward pass costs three operations, not seven."""
-        key = (dtype, self.mean._version, self.var._version, self.mean.data_ptr(), self.var.data_ptr())
+        ``.to()`` replaces them), so a forward pass costs three operations, not seven. Writes
+        through ``.data`` bypass the version counter: use in-place ops or ``load_state_dict``."""
+        if torch.is_inference_mode_enabled() or self.mean.is_inference():   # no version counters there
+            return self.mean.to(dtype), (self.var + self.eps).sqrt().to(dtype)
+        key = (dtype, self.eps, self.mean._version, self.var._version, self.mean.data_ptr(), self.var.data_ptr())
         src = getattr(self, "_cache_src", None)     # the buffers themselves: a new buffer is a new key
         if src is None or src[0] is not self.mean or src[1] is not self.var or self._cache_key != key:
             self._cache = (self.mean.to(dtype), (self.var + self.eps).sqrt().to(dtype))

@@ -111,3 +111,33 @@ def test_flat_adam_parameters_are_views_and_a_moved_module_is_an_error():
     net.float()._apply(lambda t: t.clone())                                 # tensors replaced after the build
     with pytest.raises(RuntimeError, match="build the optimiser after moving the model"):
         _fit(net, opt, 1)
+
+
+def test_flat_adam_keeps_autograds_inplace_check_and_its_state_through_deepcopy():
+    import copy
+    net = _net()
+    opt = FlatAdam(net.parameters(), lr=1e-2)
+    loss = net(torch.randn(4, 7, device=TEST_DEVICE)).sum()
+    loss.backward(retain_graph=True)
+    opt.step()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()                              # the graph saved the weights before the step
+    _fit(net, opt, 5)
+    twin_net, twin_opt = copy.deepcopy((net, opt))   # the moments travel with it (torch's layout)
+    _fit(net, opt, 5, 5)
+    _fit(twin_net, twin_opt, 5, 5)
+    assert_same_numbers(_params(net), _params(twin_net), "deepcopied optimiser")
+
+
+@pytest.mark.filterwarnings("ignore:optimizer contains a parameter group with duplicate parameters")
+def test_flat_adam_refuses_what_it_does_not_compute():
+    for options in ({"weight_decay": 0.1}, {"amsgrad": True}, {"maximize": True}):
+        with pytest.raises(ValueError, match="FlatAdam computes plain Adam, without"):
+            FlatAdam([{"params": _net().parameters(), **options}], lr=1e-2)
+    net = _net()
+    torch_state = torch.optim.Adam(net.parameters(), lr=1e-2, weight_decay=0.1).state_dict()
+    with pytest.raises(ValueError, match="weight_decay"):
+        FlatAdam(net.parameters(), lr=1e-2).load_state_dict(torch_state)
+    p = nn.Parameter(torch.zeros(3))
+    with pytest.raises(ValueError, match="appears twice"):
+        FlatAdam([{"params": [p, p]}], lr=1e-2)
