@@ -13,8 +13,8 @@ modules see every update), keeps the two moments and a gradient buffer beside it
 each operation once per group (gather the gradients, lerp, mul, addcmul, sqrt, div, add,
 addcdiv). Elementwise operations give the same bits on a view as on the tensor, so the
 parameters are torch's to the last bit (tests/test_precision.py). Measured on this
-repository's sizes (`benchmarks/bench_adam.py`, 1 thread): a step is 2-3.4x cheaper for the
-game's, Reacher's and Ant's policy and critic networks, 1.0x and 1.4x for the world model at
+repository's sizes (`benchmarks/bench_adam.py`, 1 thread): a step is 1.7-3.2x cheaper for the
+game's, Reacher's and Ant's policy and critic networks, 1.0x and 1.2x for the world model at
 4 x 200 and 4 x 1024 (where ``fused_adam``, one pass instead of several, is faster still).
 
 The checkpoint format is torch's (``state_dict`` per parameter: ``step``, ``exp_avg``,
