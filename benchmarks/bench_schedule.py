@@ -71,7 +71,8 @@ def main() -> None:
             (Path(tmp) / "datasets").symlink_to(outputs_root() / "datasets")   # the cached dataset, read only
             walls[schedule], rows[schedule] = run(schedule, Path(tmp), over, args.workers, args.seeds)
         busy = sum(r["wall_time"] for r in rows[schedule])
-        print(f"{schedule:10s} {walls[schedule]:7.1f} s   ({len(rows[schedule])} trainings, {busy:.0f} s of training summed)")
+        print(f"{schedule:10s} {walls[schedule]:7.1f} s   ({len(rows[schedule])} trainings, "
+              f"{busy:.0f} s of training summed)")
     print(f"phases / overlapped = {walls['phases'] / walls['overlapped']:.3f}x")
     key = lambda r: (r["method"], r["task"], r["seed"])  # noqa: E731
     same = {key(r): r["score"] for r in rows["phases"]} == {key(r): r["score"] for r in rows["overlapped"]}
@@ -79,13 +80,15 @@ def main() -> None:
     jobs = grid(args.seeds)
     t = {key(r): r.get("job_wall_time", r["wall_time"]) / args.scale for r in rows["overlapped"]}
     d = [t[(j.method, j.task, j.seed)] for j in jobs]
-    share = defaultdict(float)
+    share, total = defaultdict(float), sum(d)
     for j, x in zip(jobs, d):
-        share[j.method] += x / sum(d)
-    print("training time per method: " + ", ".join(f"{m} {s:.0%}" for m, s in sorted(share.items(), key=lambda kv: -kv[1])))
+        share[j.method] += x / total
+    by_share = sorted(share.items(), key=lambda kv: -kv[1])
+    print("training time per method: " + ", ".join(f"{m} {s:.0%}" for m, s in by_share))
+    moma_first = makespan([Task(None, j, priority=j.method != "moma_ppo") for j in jobs], d, args.workers)
     print(f"the job times / {args.scale} packed on {args.workers} workers (world model not included): "
           f"grid order {makespan([Task(None, j) for j in jobs], d, args.workers) / 60:.0f} min, "
-          f"MOMA-PPO first {makespan([Task(None, j, priority=j.method != 'moma_ppo') for j in jobs], d, args.workers) / 60:.0f} min, "
+          f"MOMA-PPO first {moma_first / 60:.0f} min, "
           f"ideal {sum(d) / args.workers / 60:.0f} min")
 
 

@@ -156,7 +156,7 @@ def estimate(jobs: Sequence, backend: str = "local", workers: int | None = None,
     greedy evaluations of ``job.eval_episodes`` episodes after training (2 when the notebook
     also labels the final episodes, as Reacher's conventions). See the module docstring."""
     from momawb import domains
-    from momawb.sweep import _wm_key, _world_model_config, needs_world_model, overlapped, tasks
+    from momawb.sweep import _fits, _wm_key, _world_model_config, needs_world_model, overlapped, tasks
     from momawb.workers import makespan, threads_per_worker
     from momawb.train import METHODS, method_config
 
@@ -248,7 +248,7 @@ def estimate(jobs: Sequence, backend: str = "local", workers: int | None = None,
     wm_times = [s * n for s, n in wm.values()]
     order = tasks(jobs)                          # the world models, then the jobs
     if overlapped(order, backend, workers):
-        fits = [math.prod(wm.get(t.key[1], (0.0, 0))) for t in order if t.key is not None]
+        fits = [math.prod(wm.get(t.key[1], (0.0, 0))) for t in _fits(order)]
         seconds = makespan(order, fits + durations, workers)
     else:
         seconds = _pack(wm_times, workers) + _pack(durations, workers)

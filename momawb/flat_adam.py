@@ -55,11 +55,10 @@ class _Flat:
             raise ValueError("FlatAdam: a parameter appears twice in one param group")
         self.params = params
         sizes = [p.numel() for p in params]
-        self.n = sum(sizes)
-        kw = {"device": first.device, "dtype": first.dtype}
-        self.data = torch.empty(self.n, **kw)
-        self.exp_avg, self.exp_avg_sq = torch.zeros(self.n, **kw), torch.zeros(self.n, **kw)
-        self.grad, self.scratch = torch.empty(self.n, **kw), torch.empty(self.n, **kw)
+        n, kw = sum(sizes), {"device": first.device, "dtype": first.dtype}
+        self.data = torch.empty(n, **kw)
+        self.exp_avg, self.exp_avg_sq = torch.zeros(n, **kw), torch.zeros(n, **kw)
+        self.grad, self.scratch = torch.empty(n, **kw), torch.empty(n, **kw)
         self.slices, start = [], 0
         with torch.no_grad():
             for p, k in zip(params, sizes):
@@ -97,7 +96,9 @@ class FlatAdam(torch.optim.Adam):
     """``torch.optim.Adam(params, lr)`` with each param group flattened (module docstring).
 
     ``params``: tensors or param-group dicts (each may set its own ``lr``). The parameters
-    become views of the group's buffer when the optimiser is built.
+    become views of the group's buffer when the optimiser is built. ``load_state_dict`` takes a
+    state saved by `FlatAdam` or by ``torch.optim.Adam`` (torch's method ends in `__setstate__`,
+    which fills the buffers; a state with options FlatAdam does not compute raises ValueError).
     """
 
     def __init__(self, params: Iterable, lr: float = 1e-3):
@@ -176,11 +177,6 @@ class FlatAdam(torch.optim.Adam):
                     self.state[p] = {"step": torch.tensor(float(flat.steps[i]), device="cpu"),   # as torch
                                      "exp_avg": flat.view(flat.exp_avg, i).clone(),
                                      "exp_avg_sq": flat.view(flat.exp_avg_sq, i).clone()}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        """Loads a state saved by `FlatAdam` or by ``torch.optim.Adam`` into the buffers.
-        Raises ValueError for a state with options FlatAdam does not compute (weight decay, ...)."""
-        super().load_state_dict(state_dict)          # ends in `__setstate__`, which fills the buffers
 
     def _load_flats(self) -> None:
         """Move ``self.state`` (torch's per-parameter layout) into the buffers and clear it."""

@@ -323,13 +323,16 @@ class RunningNorm(nn.Module):
         ``.to()`` replaces them), so a forward pass costs three operations, not seven. Writes
         through ``.data`` bypass the version counter: use in-place ops or ``load_state_dict``."""
         if torch.is_inference_mode_enabled() or self.mean.is_inference():   # no version counters there
-            return self.mean.to(dtype), (self.var + self.eps).sqrt().to(dtype)
+            return self._compute_moments(dtype)
         key = (dtype, self.eps, self.mean._version, self.var._version, self.mean.data_ptr(), self.var.data_ptr())
         src = getattr(self, "_cache_src", None)     # the buffers themselves: a new buffer is a new key
         if src is None or src[0] is not self.mean or src[1] is not self.var or self._cache_key != key:
-            self._cache = (self.mean.to(dtype), (self.var + self.eps).sqrt().to(dtype))
+            self._cache = self._compute_moments(dtype)
             self._cache_src, self._cache_key = (self.mean, self.var), key
         return self._cache
+
+    def _compute_moments(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mean.to(dtype), (self.var + self.eps).sqrt().to(dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean, std = self._moments(x.dtype)

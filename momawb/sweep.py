@@ -279,9 +279,14 @@ def _wm_key(job: Job) -> tuple:
             json.dumps(generator_overrides(job), sort_keys=True))
 
 
+def _fits(order: Sequence[Task]) -> list[Task]:
+    """The world-model fits of a `tasks` order (the tasks that hold a key; they come first)."""
+    return [t for t in order if t.key is not None]
+
+
 def _wm_jobs(jobs: Sequence[Job]) -> list[Job]:
     """The jobs whose world models `sweep` fits, one per `_wm_key`."""
-    return [t.job for t in tasks(jobs) if t.key is not None]
+    return [t.job for t in _fits(tasks(jobs))]
 
 
 def _fit_world_model_task(job: Job) -> None:
@@ -321,7 +326,7 @@ def sweep(jobs: Sequence[Job], backend: str = "local", workers: int | None = Non
         workers = min(workers, len(slots))   # the pool has one process per GPU slot
     rows: list[dict | None] = [None] * len(jobs)
     order = tasks(jobs)
-    wm_jobs = [t.job for t in order if t.key is not None]
+    wm_jobs = [t.job for t in _fits(order)]
     pool = None  # one pool of spawned workers for every phase (each worker imports torch once)
     try:
         dataset_jobs = _dataset_jobs(jobs)
@@ -347,8 +352,9 @@ def overlapped(order: Sequence[Task], backend: str, workers: int) -> bool:
     local pool of several workers, when there is something to train while a world model fits.
     Otherwise the world models are fitted first (a single one in the main process, with all its
     threads). MOMA-PPO jobs that need no world model (`needs_world_model`) start at once."""
-    fits = sum(t.key is not None for t in order)
-    return backend == "local" and workers > 1 and (fits > 1 or any(t.key is None and t.needs is None for t in order))
+    fits = _fits(order)
+    return backend == "local" and workers > 1 and (len(fits) > 1 or any(t.key is None and t.needs is None
+                                                                        for t in order))
 
 
 def tasks(jobs: Sequence[Job]) -> list[Task]:
@@ -363,7 +369,7 @@ def tasks(jobs: Sequence[Job]) -> list[Task]:
 
 def _overlapped(order, rows, workers, progress, on_result, pool, slots):
     """The `tasks` ``order`` on one local pool (`workers.run_tasks`); job rows into ``rows``."""
-    n_fits = len(order) - len(rows)
+    n_fits = len(_fits(order))
     wm_bar = tqdm(total=n_fits, desc="world models", disable=not progress or not n_fits)
     bar = tqdm(total=len(rows), desc="jobs", disable=not progress)
 
@@ -414,7 +420,8 @@ def _phase(fn, phase_jobs, collect, rows, backend, workers, address, progress, o
     elif backend == "local":
         if pool is None:
             pool = process_pool(workers, slots)
-        futs = {pool.submit(call_with_threads, task, j, threads_per_worker(workers)): i for i, j in enumerate(phase_jobs)}
+        threads = threads_per_worker(workers)
+        futs = {pool.submit(call_with_threads, task, j, threads): i for i, j in enumerate(phase_jobs)}
         for f in as_completed(futs):
             done(futs[f], f.result())
     else:

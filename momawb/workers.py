@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any, Callable, Hashable, Sequence
 
-__all__ = ["Task", "run_tasks", "makespan", "threads_per_worker", "gpu_slots", "process_pool", "ray_resources", "run_on_ray", "call_with_threads"]
+__all__ = ["Task", "run_tasks", "makespan", "threads_per_worker", "gpu_slots", "process_pool", "ray_resources",
+           "run_on_ray", "call_with_threads"]
 
 
 @dataclass(frozen=True)
