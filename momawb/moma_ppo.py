@@ -62,7 +62,8 @@ from torch import nn
 from momawb.config import Config, ConfigError, param, register
 from momawb.evaluation import evaluate
 from momawb.model_env import SimulatorEnv, StepOut
-from momawb.nets import AgentEncoder, AgentMLP, AgentPolicy, Mixer, NormalizedEncoder, PolicyTeam, RunningNorm
+from momawb.nets import (AgentEncoder, AgentMLP, AgentPolicy, Mixer, NormalizedEncoder, PolicyTeam, RunningNorm,
+                         clip_grad_norm_)
 from momawb.precision import PRECISIONS, adam, autocast
 from momawb.rollouts import OnlineCollector, Rollouts, model_rollouts, sample_starts
 from momawb.loop import iterate_minibatches, train_loop
@@ -261,8 +262,9 @@ def ppo_loss(agents: MomaPPOAgents, mb: dict, alpha: float | torch.Tensor, cfg: 
     policy_loss = -torch.min(ratio * mb["adv"], clipped * mb["adv"]).mean()
     entropy = torch.min(-(ratio * logp).mean(), -(clipped * logp).mean())
     value_loss = (agents.value(x, mb["states"]) - mb["returns"]).pow(2).mean()
-    action_pen = torch.zeros((), device=x.device)
-    if not agents.policy.discrete:
+    if agents.policy.discrete:
+        action_pen = torch.zeros((), device=x.device)
+    else:
         excess = (dist.mean.abs() - cfg.action_bound).clamp(min=0).pow(2).sum((-1, -2))   # (B,)
         action_pen = (torch.max(ratio, clipped) * excess).mean()
     loss = policy_loss + cfg.value_coef * value_loss - alpha * entropy + cfg.action_penalty_coef * action_pen
@@ -379,7 +381,7 @@ class MomaPPO:
                 loss, stats = ppo_loss(self.agents, mb, alpha.float(), cfg)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
-                norms = [nn.utils.clip_grad_norm_(ps, cfg.grad_clip) for ps in param_sets]
+                norms = [clip_grad_norm_(ps, cfg.grad_clip) for ps in param_sets]
                 stats["grad_norm"] = norms[0] if len(norms) == 1 else torch.stack(norms).pow(2).sum().sqrt()
                 self.opt.step()
                 alpha = (alpha + cfg.alpha_lr * (cfg.entropy_target - stats["entropy"].double())).clamp(min=0.0)

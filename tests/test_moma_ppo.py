@@ -383,6 +383,34 @@ def test_running_norm_follows_its_buffers():
     torch.testing.assert_close(moved(x), x - 4)
 
 
+@pytest.mark.parametrize("max_norm", [0.05, 1e3])               # clipping active, and a no-op scale of 1
+def test_clip_grad_norm_is_torchs_bit_for_bit(max_norm):
+    """`nets.clip_grad_norm_` against torch's on the same gradients: equal norms and gradients,
+    parameters without a gradient left alone; mixed dtypes take torch's own path."""
+    from momawb.nets import clip_grad_norm_
+
+    def params(mixed: bool):
+        torch.manual_seed(0)
+        ps = [torch.nn.Parameter(torch.randn(*s)) for s in [(2, 8, 4), (2, 1, 4), (5,), (3, 3)]]
+        if mixed:                                                       # one float64 parameter
+            ps[1] = torch.nn.Parameter(ps[1].detach().double())
+        for p, scale in zip(ps[:3], (1.0, 3.0, 0.01)):                 # the last one has no gradient
+            p.grad = scale * torch.randn_like(p)
+        return ps
+
+    for mixed in (False, True):
+        ours, theirs = params(mixed), params(mixed)
+        got = clip_grad_norm_(iter(ours), max_norm)                      # a generator, as torch accepts
+        want = torch.nn.utils.clip_grad_norm_(theirs, max_norm)
+        assert torch.equal(got, want) and got.dtype == want.dtype
+        for a, b in zip(ours, theirs):
+            assert (a.grad is None) == (b.grad is None)
+            if a.grad is not None:
+                assert torch.equal(a.grad, b.grad)
+    assert float(got) > max_norm or max_norm == 1e3
+    assert clip_grad_norm_([torch.nn.Parameter(torch.ones(2))], 1.0).item() == 0.0   # no gradients at all
+
+
 def test_stabilisers_default_off_leave_networks_and_optimiser_as_before():
     dom = game.make_domain()
     cfg = MomaPPOConfig(**SMALL)
