@@ -11,8 +11,17 @@ timed in the same run by their anchor scripts (``../shared/anchors/``, their cod
    no early cut, a 4 x 1024 world model with random weights, 100k-transition synthetic dataset):
    rollouts + GAE + the MAPPO update, per precision. Anchor: ``official_moma_ppo_bench.py``
    (``generate_transition_batches`` + ``get_gae`` + ``MAPPO.update_from_batch``, PO, WM 1024).
+3. Several runs at once (``--parts 3``, for ``sweep(..., workers_per_gpu=K)``): K processes each
+   timing part 2's iteration (fp32) at the same time, for K in ``--concurrent`` (default 1,2,4):
+   the median iteration of each and the throughput against one run alone.
 
     python benchmarks/bench_speed.py --okit-src DIR --moma-src DIR [--anchors ../shared/anchors] [--quick]
+    python benchmarks/bench_speed.py --device cuda --parts 1,2,3      # issue 19's GPU rows, one script
+
+``--device cuda`` times on the GPU (a CUDA synchronisation closes every timed interval) with the
+CUDA settings: fp32, tf32, bf16, tf32 + fused Adam and, for the world model, tf32 + fused Adam +
+``sampling: device`` (minibatches drawn on the GPU, no host read per step). The anchors are
+CPU code and run only with the default ``--device cpu``.
 
 ``--okit-src`` / ``--moma-src``: extracted source trees as the anchors' headers say (e.g.
 ``git --git-dir=<mirror> archive HEAD | tar -x -C DIR``); without them only momawb is timed.
@@ -22,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -42,6 +52,17 @@ from momawb.world_model import GaussianEnsemble, WorldModel, WorldModelConfig
 S, A = 27, 8
 SETTINGS = {"fp32": {}, "fp32 + fused Adam": {"fused_adam": True}, "bf16": {"precision": "bf16"},
             "bf16 + fused Adam": {"precision": "bf16", "fused_adam": True}}
+CUDA_SETTINGS = {"fp32": {}, "tf32": {"precision": "tf32"}, "bf16": {"precision": "bf16"},
+                 "tf32 + fused Adam": {"precision": "tf32", "fused_adam": True}}
+CUDA_WM_SETTINGS = {**CUDA_SETTINGS, "tf32 + fused Adam + device sampling":
+                    {"precision": "tf32", "fused_adam": True, "sampling": "device"}}
+
+
+def settings(device: torch.device, world_model: bool) -> dict[str, dict]:
+    """The config overrides timed on ``device`` (the world model has one more on CUDA)."""
+    if device.type != "cuda":
+        return SETTINGS
+    return CUDA_WM_SETTINGS if world_model else CUDA_SETTINGS
 
 
 def synthetic(n: int = 100_000, seed: int = 0) -> Dataset:
@@ -55,39 +76,47 @@ def synthetic(n: int = 100_000, seed: int = 0) -> Dataset:
     return Dataset(s, a, s @ u, nxt.astype(np.float32), np.zeros(n, bool), timeouts)
 
 
-def median_time(fn, reps: int, warmup: int = 1) -> float:
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_time(fn, reps: int, warmup: int = 1, device: torch.device = torch.device("cpu")) -> float:
     for _ in range(warmup):
         fn()
+    sync(device)
     out = []
     for _ in range(reps):
         t = time.perf_counter()
         fn()
+        sync(device)
         out.append(time.perf_counter() - t)
     return float(np.median(out))
 
 
-def world_model_update(data, dom, hidden, reps, steps_per_rep, root) -> dict[str, float]:
+def world_model_update(data, dom, hidden, reps, steps_per_rep, root, device) -> dict[str, float]:
     out = {}
-    for name, kw in SETTINGS.items():
+    for name, kw in settings(device, True).items():
         cfg = WorldModelConfig(hidden=hidden, **kw)
-        tr = EnsembleTrainer(data, dom, cfg, Run(f"bench-{name}", cfg, root=root), torch.device("cpu"))
-        out[name] = 1e3 * median_time(lambda: [tr.update(i) for i in range(steps_per_rep)], reps) / steps_per_rep
+        tr = EnsembleTrainer(data, dom, cfg, Run(f"bench-{name}", cfg, root=root), device)
+        out[name] = 1e3 * median_time(lambda: [tr.update(i) for i in range(steps_per_rep)], reps,
+                                      device=device) / steps_per_rep
     return out
 
 
-def validation_nll(data, dom, steps: int, root) -> dict[str, float]:
+def validation_nll(data, dom, steps: int, root, device) -> dict[str, float]:
     out = {}
-    for name, kw in SETTINGS.items():
+    for name, kw in settings(device, True).items():
         cfg = WorldModelConfig(hidden=(200,) * 4, lr=1e-3, **kw)
         torch.manual_seed(0)
-        tr = EnsembleTrainer(data, dom, cfg, Run(f"nll-{name}", cfg, root=root), torch.device("cpu"))
+        tr = EnsembleTrainer(data, dom, cfg, Run(f"nll-{name}", cfg, root=root), device)
         for i in range(steps):
             tr.update(i)
         out[name] = float(tr.validation()["nll"].mean())
     return out
 
 
-def random_world_model(dom, hidden, precision: str = "fp32") -> WorldModel:
+def random_world_model(dom, hidden, precision: str = "fp32", device: torch.device = torch.device("cpu")) -> WorldModel:
     cfg = WorldModelConfig(hidden=hidden, precision=precision)
     ens = GaussianEnsemble(7, S + A, S, hidden, "relu", cfg.min_logvar, cfg.max_logvar)
     with torch.no_grad():   # random weights would vote "terminal" half the time: make terminals rare, as in
@@ -95,31 +124,36 @@ def random_world_model(dom, hidden, precision: str = "fp32") -> WorldModel:
     stats = {"in_mean": torch.zeros(S + A), "in_std": torch.ones(S + A), "out_mean": torch.zeros(S + 1),
              "out_std": torch.full((S + 1,), 0.1), "state_lo": torch.full((S,), -10.0),
              "state_hi": torch.full((S,), 10.0), "reward_lo": torch.tensor(-10.0), "reward_hi": torch.tensor(10.0)}
-    return WorldModel(dom, cfg, ens, stats, [0, 1, 2, 3, 4], [0.0] * 7, torch.device("cpu"))
+    return WorldModel(dom, cfg, ens, stats, [0, 1, 2, 3, 4], [0.0] * 7, device)
 
 
-def moma_ppo_iteration(data, reps) -> dict[str, dict[str, float]]:
+def moma_ppo_iteration(data, reps, device: torch.device = torch.device("cpu"),
+                       only: tuple[str, ...] | None = None) -> dict[str, dict[str, float]]:
     dom = make("ant", observation="po").for_dataset(data)
     data.agent_views(dom, 10)                      # built once, as a run does before its first iteration
     out = {}
-    for name, kw in SETTINGS.items():
+    for name, kw in settings(device, False).items():
+        if only is not None and name not in only:
+            continue
         cfg = MomaPPOConfig(memory=True, l_eps=float("inf"), **kw)
-        wm = random_world_model(dom, (1024,) * 4, kw.get("precision", "fp32"))
+        wm = random_world_model(dom, (1024,) * 4, kw.get("precision", "fp32"), device)
         torch.manual_seed(0)
-        algo, rng = MomaPPO(dom, cfg, torch.device("cpu")), np.random.default_rng(0)
+        algo, rng = MomaPPO(dom, cfg, device), np.random.default_rng(0)
         times = {"rollouts": [], "update": [], "transitions": []}
 
         def iteration():
             t0 = time.perf_counter()
-            start = sample_starts(data, dom, cfg.n_rollouts, rng, torch.device("cpu"), cfg.memory_length)
+            start = sample_starts(data, dom, cfg.n_rollouts, rng, device, cfg.memory_length)
             ro = model_rollouts(algo.agents, wm, dom, start, cfg)
+            sync(device)
             t1 = time.perf_counter()
             algo.update(ro, rng)
+            sync(device)
             times["rollouts"].append(t1 - t0)
             times["transitions"].append(int(ro.alive.sum()))
             times["update"].append(time.perf_counter() - t1)
 
-        total = median_time(iteration, reps)
+        total = median_time(iteration, reps, device=device)
         out[name] = {"iteration": total, "rollouts": float(np.median(times["rollouts"][1:])),
                      "update": float(np.median(times["update"][1:])), "transitions": int(np.median(times["transitions"]))}
     return out
@@ -142,43 +176,58 @@ def main() -> None:
     ap.add_argument("--moma-src", default=None, help="extracted moma-ppo tree")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
     ap.add_argument("--nll-steps", type=int, default=500)
-    ap.add_argument("--parts", default="1,2", help="which parts to run: 1 (world model), 2 (MOMA-PPO iteration)")
+    ap.add_argument("--parts", default="1,2", help="which parts to run: 1 (world model), 2 (MOMA-PPO iteration), "
+                    "3 (several MOMA-PPO runs at once)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the anchors run only on cpu)")
+    ap.add_argument("--concurrent", default="1,2,4", help="part 3: how many runs at once")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)   # one run of part 3
     args = ap.parse_args()
     reps = 2 if args.quick else 5
+    device = torch.device(args.device)
+    if args.worker:
+        print(json.dumps(moma_ppo_iteration(synthetic(), reps, device, only=("fp32",))["fp32"]))
+        return
+    if device.type != "cpu":
+        args.okit_src = args.moma_src = None
     anchors = Path(args.anchors)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; medians of {reps} repetitions")
+    gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}; medians of {reps} repetitions")
     parts = set(args.parts.split(","))
     if "1" in parts:
         with tempfile.TemporaryDirectory() as root:
-            part1(args, anchors, reps, root)
+            part1(args, anchors, reps, root, device)
     if "2" in parts:
-        part2(args, anchors, reps)
+        part2(args, anchors, reps, device)
+    if "3" in parts:
+        part3(args, reps)
 
 
-def part1(args, anchors: Path, reps: int, root: str) -> None:
+def part1(args, anchors: Path, reps: int, root: str, device: torch.device) -> None:
     """World-model update per precision beside OfflineRL-Kit's, and the validation NLL each reaches."""
     data = synthetic()
     dom = make("ant", observation="fo").for_dataset(data)
-    print("\n1. world-model update (7 members, batch 256), ms/step")
+    print(f"\n1. world-model update (7 members, batch 256, {device.type}), ms/step")
     okit = anchor(anchors / "offlinerlkit_ensemble_bench.py", args.okit_src,
                   ["--configs", "mopo,paper", "--repeats", str(reps), "--no-full-epoch"])
     okit_ms = {r["config"]: r["step_ms"] for r in (okit or {}).get("rows", [])
                if r.get("impl") == "OfflineRL-Kit EnsembleDynamics.learn"}
     for width, key in ((200, "mopo"), (1024, "paper")):
-        ours = world_model_update(data, dom, (width,) * 4, reps, 20 if width == 200 else 3, root)
+        steps = 20 if width == 200 or device.type == "cuda" else 3
+        ours = world_model_update(data, dom, (width,) * 4, reps, steps, root, device)
         ref = okit_ms.get(key)
         print(f"  4 x {width}" + (f": OfflineRL-Kit EnsembleDynamics.learn {ref:.1f} ms" if ref else ""))
         for name, ms in ours.items():
             vs = f", {ref / ms:.2f}x OfflineRL-Kit" if ref else ""
-            print(f"    momawb {name:18s} {ms:8.1f} ms  ({ours['fp32'] / ms:.2f}x fp32{vs})")
-    nll = validation_nll(synthetic(20_000, seed=1), dom, args.nll_steps, root)
+            print(f"    momawb {name:36s} {ms:8.2f} ms  ({ours['fp32'] / ms:.2f}x fp32{vs})")
+    nll = validation_nll(synthetic(20_000, seed=1), dom, args.nll_steps, root, device)
     print(f"  validation NLL after {args.nll_steps} steps (4 x 200, lr 1e-3, same data and seed): "
           + ", ".join(f"{k} {v:.4f}" for k, v in nll.items()))
 
 
-def part2(args, anchors: Path, reps: int) -> None:
+def part2(args, anchors: Path, reps: int, device: torch.device) -> None:
     """One MOMA-PPO iteration per precision beside the released code's (rollouts + GAE + update)."""
-    print("\n2. one MOMA-PPO iteration, PO Ant, memory on, WM 4 x 1024, 2,000 transitions (k = 10), s")
+    print(f"\n2. one MOMA-PPO iteration, PO Ant, memory on, WM 4 x 1024, 2,000 transitions (k = 10), "
+          f"{device.type}, s")
     official = anchor(anchors / "official_moma_ppo_bench.py", args.moma_src, ["--reps", str(reps)])
     ref = None
     if official:
@@ -191,12 +240,29 @@ def part2(args, anchors: Path, reps: int) -> None:
             ref = sum(parts.values())
             print(f"  released code: {ref:.2f} s (rollouts {parts['rollouts']:.2f}, GAE {parts['gae']:.2f}, "
                   f"update {parts['update']:.2f})")
-    ours = moma_ppo_iteration(synthetic(), reps)
+    ours = moma_ppo_iteration(synthetic(), reps, device)
     for name, t in ours.items():
         vs = f", {ref / t['iteration']:.2f}x the released code" if ref else ""
-        print(f"  momawb {name:18s} {t['iteration']:.2f} s ({t['transitions']} transitions: rollouts {t['rollouts']:.2f}, "
-              f"update {t['update']:.2f}; "
-              f"{ours['fp32']['iteration'] / t['iteration']:.2f}x fp32{vs})")
+        print(f"  momawb {name:18s} {t['iteration']:.3f} s ({t['transitions']} transitions: rollouts "
+              f"{t['rollouts']:.3f}, update {t['update']:.3f}; {ours['fp32']['iteration'] / t['iteration']:.2f}x fp32{vs})")
+
+
+def part3(args, reps: int) -> None:
+    """K runs at once, each a process timing part 2's fp32 iteration (its own threads: cores / K)."""
+    print(f"\n3. several MOMA-PPO runs at once on one {args.device} (part 2's fp32 iteration), s")
+    cores = os.cpu_count() or 1
+    one = None
+    for k in (int(c) for c in args.concurrent.split(",")):
+        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // k))}
+        cmd = [sys.executable, __file__, "--worker", "--device", args.device] + (["--quick"] if args.quick else [])
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True) for _ in range(k)]
+        outs = [p.communicate()[0] for p in procs]
+        if any(p.returncode for p in procs):
+            raise RuntimeError(f"a part-3 worker failed (exit codes {[p.returncode for p in procs]})")
+        t = [json.loads(o.strip().splitlines()[-1])["iteration"] for o in outs]
+        one = one if one is not None else (float(np.median(t)) if k == 1 else None)
+        thr = f"; {k * one / float(np.median(t)):.2f}x the throughput of one run" if one else ""
+        print(f"  {k} at once ({max(1, cores // k)} threads each): " + ", ".join(f"{x:.3f}" for x in t) + thr)
 
 
 if __name__ == "__main__":
