@@ -29,6 +29,7 @@ indices (-1 = padding) and `AgentViews.history` gathers a batch through it.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -48,6 +49,13 @@ __all__ = ["DatasetError", "DatasetWarning", "Dataset", "AgentViews", "history_i
 
 
 def library_versions() -> dict:
+    """Installed versions of momawb and the libraries its numbers depend on (recorded in every
+    dataset, result and results.json). Read once per process (about 13 ms a read)."""
+    return dict(_library_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _library_versions() -> dict:
     import importlib.metadata as md
     out = {}
     for name in ("momawb", "numpy", "torch", "h5py", "mujoco", "gymnasium", "pettingzoo"):

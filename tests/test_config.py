@@ -43,6 +43,27 @@ def test_preset_file_errors_name_the_file(tmp_path, monkeypatch):
     assert cfg.load(GameDatasetConfig, "nb", "ok", {"seed": 2}).n_episodes == 5
 
 
+def test_preset_edits_are_read_and_callers_get_their_own_copy(tmp_path, monkeypatch):
+    """Presets are parsed once per file version: an edited file (a notebook user tuning a preset
+    between runs) is read again, and a caller mutating what it got changes nothing for the next."""
+    import os
+    nb = tmp_path / "nb"
+    nb.mkdir()
+    path = nb / "p.yaml"
+    path.write_text(yaml.safe_dump({"generator": {"n_episodes": 5}}))
+    monkeypatch.setattr(cfg, "PARAMS_DIR", tmp_path)
+    first, _ = cfg.read_preset("nb", "p")
+    first["generator"]["n_episodes"] = 99
+    assert cfg.read_preset("nb", "p")[0] == {"generator": {"n_episodes": 5}}
+    mtime = path.stat().st_mtime_ns
+    path.write_text(yaml.safe_dump({"generator": {"n_episodes": 17}}))      # another size
+    os.utime(path, ns=(mtime, mtime))                                       # (the same mtime)
+    assert cfg.load(GameDatasetConfig, "nb", "p").n_episodes == 17
+    path.write_text(yaml.safe_dump({"generator": {"n_episodes": 18}}))      # the same size, a later mtime
+    os.utime(path, ns=(mtime + 10**9, mtime + 10**9))
+    assert cfg.load(GameDatasetConfig, "nb", "p").n_episodes == 18
+
+
 def test_inf_and_nan():
     from dataclasses import dataclass
 
