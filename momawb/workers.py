@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import heapq
 import os
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -126,21 +128,34 @@ def gpu_slots(workers_per_gpu: int | None, n_gpus: int | None = None) -> list[in
     return [g for g in range(n_gpus) for _ in range(workers_per_gpu)]
 
 
-def _pin_gpu(queue) -> None:
-    """Pool initializer: this worker sees only the GPU it takes from ``queue`` (before torch
-    initialises CUDA in it)."""
-    os.environ["CUDA_VISIBLE_DEVICES"] = str(queue.get())
+def _worker_init(parent: int, queue=None) -> None:
+    """Pool initializer. A worker ends itself when the process that started the sweep is gone
+    (a notebook kernel or papermill killed): otherwise it would finish its job, writing into the
+    runs a rerun is about to resume, and then wait forever for the next one. With ``queue``
+    (`gpu_slots`), this worker sees only the GPU it takes from it (set before torch initialises
+    CUDA here)."""
+    if queue is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(queue.get())
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="momawb-parent-watch", daemon=True).start()
+
+
+def _exit_with_parent(parent: int, every: float = 0.5) -> None:
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)      # as if the whole sweep was killed: each run resumes from its last checkpoint
 
 
 def process_pool(workers: int, slots: Sequence[int] = ()) -> ProcessPoolExecutor:
-    """Spawned workers; with ``slots`` (`gpu_slots`), worker i sees only GPU ``slots[i]``."""
+    """Spawned workers, which end when this process ends; with ``slots`` (`gpu_slots`), worker i
+    sees only GPU ``slots[i]``."""
     ctx = get_context("spawn")
     if not slots:
-        return ProcessPoolExecutor(workers, mp_context=ctx)
+        return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),))
     queue = ctx.Queue()
     for g in slots[:workers]:
         queue.put(g)
-    return ProcessPoolExecutor(min(workers, len(slots)), mp_context=ctx, initializer=_pin_gpu, initargs=(queue,))
+    return ProcessPoolExecutor(min(workers, len(slots)), mp_context=ctx, initializer=_worker_init,
+                               initargs=(os.getpid(), queue))
 
 
 def ray_resources(workers_per_gpu: int | None) -> dict:

@@ -96,3 +96,45 @@ def test_a_failing_job_is_reported_at_once_and_raised_after_the_others(tmp_path,
         sweep.sweep(bad + good, backend="local", workers=2, progress=False)
     assert "ibc seed 1 on neutral (default) failed" in capsys.readouterr().out
     assert len(list(tmp_path.rglob("result.json"))) == 1              # the good job finished
+
+
+_ORPHAN_PARENT = """
+import sys, time
+from momawb.workers import process_pool
+if __name__ == "__main__":
+    pool = process_pool(1)
+    fut = pool.submit(time.sleep, 600)
+    pids = list(pool._processes)
+    print(pids[0], flush=True)
+    time.sleep(600)
+"""
+
+
+def test_pool_workers_end_when_the_sweeping_process_is_killed(tmp_path):
+    """A killed notebook kernel or papermill must not leave workers that go on writing into runs
+    (and then wait forever): each worker watches the process that started it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    script = tmp_path / "parent.py"
+    script.write_text(_ORPHAN_PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())
+    os.kill(worker, 0)                                     # alive, busy with its 600 s job
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    def gone() -> bool:                                    # exited (a zombie until reaped counts)
+        try:
+            with open(f"/proc/{worker}/status") as f:
+                return any(line.startswith("State:") and "Z" in line.split()[1] for line in f)
+        except FileNotFoundError:
+            return True
+
+    for _ in range(100):                                   # it watches every 0.5 s
+        if gone():
+            return
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    raise AssertionError(f"worker {worker} outlived its killed parent by 10 s")
