@@ -15,6 +15,7 @@ The rows go to a notebook's ``results.json`` through `momawb.results`.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -84,9 +85,11 @@ def grid(methods: Sequence[str], datasets: Sequence[str], seeds: Iterable[int], 
     values) a row with score nan and ``diverged`` set (see `results.scored`, `results.diverged`) instead of an
     error that stops the sweep (``"raise"``, the default).
 
-    Raises ValueError for an unknown ``on_diverge``."""
+    Raises ValueError for an unknown ``on_diverge``, ConfigError for an ``overrides`` section
+    that no config has (a misspelt one would otherwise leave every job on its preset's values)."""
     if on_diverge not in ("raise", "record"):
         raise ValueError(f"on_diverge must be 'raise' or 'record', got {on_diverge!r}")
+    _check_overrides(overrides)
     jobs = []
     for task in tasks or [{}]:
         for ds in datasets:
@@ -98,6 +101,17 @@ def grid(methods: Sequence[str], datasets: Sequence[str], seeds: Iterable[int], 
                                     _freeze(overrides), eval_episodes, None if root is None else str(root),
                                     int(s) if resample_data else None, variant, on_diverge))
     return jobs
+
+
+def _check_overrides(overrides: dict[str, dict] | None) -> None:
+    from momawb import config as cfg
+    for section, values in (overrides or {}).items():
+        if section not in cfg.SECTIONS:
+            hint = difflib.get_close_matches(str(section), list(cfg.SECTIONS), n=1)
+            raise cfg.ConfigError(f"overrides: unknown section {section!r}" + (f" (did you mean {hint[0]!r}?)" if hint
+                                  else "") + f"; sections: {', '.join(sorted(cfg.SECTIONS))}")
+        if not isinstance(values, dict):
+            raise cfg.ConfigError(f"overrides[{section!r}] must be a mapping of config keys, got {values!r}")
 
 
 def observation_grid(methods: Sequence[str], dataset: str, seeds: Iterable[int], domain: str,

@@ -63,6 +63,18 @@ def test_killed_sweep_resumes(tmp_path):
     assert _scores(rows) == _scores(ref)
 
 
+def test_a_misspelt_overrides_section_is_refused_before_anything_runs():
+    """A section no config has would leave every job on its preset's values (and hand back
+    the cached runs of those values) without a word."""
+    from momawb.config import ConfigError
+    with pytest.raises(ConfigError, match=r"unknown section 'moma-ppo' \(did you mean 'moma_ppo'\?\)"):
+        sweep.grid(["moma_ppo"], ["neutral"], range(1), overrides={"moma-ppo": {"l_eps": 0.03}})
+    with pytest.raises(ConfigError, match=r"overrides\['iql'\] must be a mapping"):
+        sweep.grid(["iql"], ["neutral"], range(1), overrides={"iql": 3})
+    jobs = sweep.grid(["iql"], ["neutral"], range(1), overrides={"iql": {"steps": 3}, "world_model": {"steps": 2}})
+    assert jobs[0].section_overrides("iql") == {"steps": 3}
+
+
 def test_unknown_backend():
     with pytest.raises(ValueError, match="backend must be"):
         sweep.sweep([], backend="dask")
