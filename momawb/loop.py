@@ -76,7 +76,17 @@ def train_loop(run: Run, algo: Any, n_steps: int, update: Callable[[int], Mappin
     ``None`` = decide from the first step's metrics), only at the steps that log or checkpoint:
     no host synchronisation in between, and a divergence is caught at the next such step, before
     any checkpoint is written, so the last good checkpoint stays intact either way.
+
+    One process at a time trains a run (`Run.exclusive`): another one training it makes this
+    call wait for it (a `RunBusy` warning), then resume from its checkpoint.
     """
+    with run.exclusive():
+        return _train_loop(run, algo, n_steps, update, log_every, eval_every, evaluate, checkpoint_every, desc,
+                           stop, progress, read_every_step)
+
+
+def _train_loop(run, algo, n_steps, update, log_every, eval_every, evaluate, checkpoint_every, desc, stop,
+                progress, read_every_step) -> int:
     loaded = run.load()
     start, stopped = 0, False
     if loaded is not None:

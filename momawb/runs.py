@@ -44,8 +44,12 @@ from momawb.safe_files import (RunFileRepaired, atomic_torch_save, atomic_write_
 
 __all__ = [
     "pick_device", "seed_everything", "one_cpu_thread", "outputs_root", "config_hash", "atomic_write_bytes",
-    "atomic_torch_save", "to_device", "read_metrics", "Run", "RunFileRepaired",
+    "atomic_torch_save", "to_device", "read_metrics", "Run", "RunFileRepaired", "RunBusy",
 ]
+
+
+class RunBusy(UserWarning):
+    """Another process is training this run; this one waits for it (`Run.exclusive`)."""
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
@@ -192,6 +196,35 @@ class Run:
         self.device = pick_device(device)
         self.np_rng = seed_everything(self.seed)
         self._csv_keys: list[str] | None = None
+
+    # ---------------------------------------------------------------- one trainer at a time
+    @contextlib.contextmanager
+    def exclusive(self):
+        """Hold this run's lock (``train.lock``, an OS file lock released when the holder exits,
+        however it exits) while training it. Two processes on one run (a rerun started while a
+        killed sweep's workers still ran, two notebooks sharing runs) would append every metric
+        row twice and overwrite each other's checkpoints; the second one waits instead, with a
+        `RunBusy` warning naming the holder, then resumes from what the first one left (a
+        finished run: nothing left to do). Not reentrant: one holder per process and run."""
+        import fcntl
+        with open(self.dir / "train.lock", "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "unknown"
+                warnings.warn(f"{self.dir} is being trained by another process ({holder}); waiting for it, "
+                              "then resuming from its checkpoint", RunBusy, stacklevel=3)
+                fcntl.flock(f, fcntl.LOCK_EX)
+            f.seek(0)
+            f.truncate()
+            f.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
+            f.flush()
+            try:
+                yield self
+            finally:
+                f.truncate(0)                     # nobody holds it: an empty file
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     # ---------------------------------------------------------------- checkpoints
     @property

@@ -345,3 +345,40 @@ def test_auto_device_without_override(monkeypatch):
     assert pick_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
     monkeypatch.setenv("MOMAWB_DEVICE", "cpu")
     assert pick_device("auto").type == "cpu"
+
+
+def test_a_second_trainer_of_a_run_waits_for_the_first(tmp_path):
+    """Two trainers on one run (a rerun racing a killed sweep's workers) appended every metric
+    row twice; the second now waits for the first's lock (a RunBusy warning naming it), then
+    resumes from what it left."""
+    import threading
+    from momawb.runs import RunBusy
+    straight = toy_trainer.train(str(tmp_path / "ref"), n_steps=20)
+    first = Run("toy", {"lr": 1e-2}, seed=3, root=tmp_path / "a")
+    held, release, result = threading.Event(), threading.Event(), {}
+
+    def holder():
+        with first.exclusive():
+            held.set()
+            release.wait(60)
+
+    def second():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result["toy"] = toy_trainer.train(str(tmp_path / "a"), n_steps=20)
+        result["warnings"] = [w for w in caught if issubclass(w.category, RunBusy)]
+
+    h = threading.Thread(target=holder)
+    h.start()
+    held.wait(10)
+    t = threading.Thread(target=second)
+    t.start()
+    t.join(1.0)
+    assert t.is_alive() and not (first.dir / "metrics.jsonl").exists()      # waiting, nothing written
+    release.set()
+    h.join(10)
+    t.join(60)
+    assert len(result["warnings"]) == 1 and f"pid {__import__('os').getpid()}" in str(result["warnings"][0].message)
+    assert [r["step"] for r in first.metrics()] == [r["step"] for r in Run(
+        "toy", {"lr": 1e-2}, seed=3, root=tmp_path / "ref").metrics()] == [5, 10, 15, 20]
+    assert_same_numbers(_params(straight), _params(result["toy"]))
