@@ -10,13 +10,16 @@ progress bars of datasets, world models and jobs, the tables), then a summary: w
 executed notebook, ``results.json`` and the saved tables are, how to open the notebook, and
 the headline table (``Parameters.headline``). ``-p`` values are read as YAML, like papermill's
 ``-y`` (``-p seeds 3``, ``-p methods '[iql, ibc]'``); ``-f`` reads a YAML file of parameters and
-sections. Exit status 1 when a cell fails (the partly executed notebook is still written).
+sections. The notebook executes into ``<output>.running.ipynb`` and replaces ``output`` only when
+every cell ran; exit status 1 when a cell fails, with the partly executed notebook kept as
+``<output>.failed.ipynb`` (a good earlier ``output`` is left as it was).
 """
 from __future__ import annotations
 
 import argparse
 import ast
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -45,22 +48,27 @@ def _default_parameters(nb_path: Path) -> dict:
     return out
 
 
-def summary(name: str, output: Path, preset: str, took: float) -> str:
-    """The lines printed after a run: files, how to open them, the headline table."""
+def summary(name: str, output: Path, preset: str, took: float, dataset: str | None = None) -> str:
+    """The lines printed after a run: files, how to open them, the headline table. ``dataset``:
+    the Ant notebooks' parameter (their tables are kept per dataset)."""
     from momawb.notebook import NOTEBOOKS
+    from momawb.parameters import tables_folder
     from momawb.runs import outputs_root
     out_dir = outputs_root() / name / preset
     lines = ["", "=" * 78, f"{name} (preset {preset!r}) finished in {took / 60:.1f} min",
              f"executed notebook: {output} ({output.stat().st_size / 1e3:.0f} kB)",
              f"results (every finished run of this preset, merged by run): {out_dir / 'results.json'}"]
-    tables = sorted((out_dir / "tables").glob("*.md")) if (out_dir / "tables").is_dir() else []
+    spec = NOTEBOOKS.get(name)
+    per_dataset = dataset is not None and spec is not None and hasattr(spec, "tables_folder")
+    table_dir = out_dir / "tables" / (tables_folder(dataset) if per_dataset else "")
+    tables = sorted(table_dir.glob("*.md")) if table_dir.is_dir() else []
     if tables:
-        lines.append(f"tables (CSV, markdown, LaTeX): {out_dir / 'tables'}/ " + " ".join(p.stem for p in tables))
+        lines.append(f"tables (CSV, markdown, LaTeX): {table_dir}/ " + " ".join(p.stem for p in tables))
     lines += ["open it: make lab, or .venv/bin/jupyter lab " + str(output) + " (run `jupyter trust " + str(output)
               + "` first to show its widgets as widgets)",
               f"as HTML: .venv/bin/jupyter nbconvert --to html {output}"]
-    head = NOTEBOOKS[name].headline if name in NOTEBOOKS else ""
-    path = out_dir / "tables" / f"{head}.md"
+    head = spec.headline if spec is not None else ""
+    path = table_dir / f"{head}.md"
     if head and path.exists():
         lines += ["", path.read_text().rstrip()]
     return "\n".join(lines)
@@ -95,19 +103,29 @@ def main(argv: list[str] | None = None) -> int:
         params.update(data)
     for k, v in args.p:
         params[k] = yaml.safe_load(v)
-    preset = params.get("preset", _default_parameters(src).get("preset", "ci"))
+    defaults = _default_parameters(src)
+    preset = params.get("preset", defaults.get("preset", "ci"))
+    dataset = params.get("dataset", defaults.get("dataset"))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("papermill").setLevel(logging.WARNING if args.quiet else logging.INFO)
-    print(f"running {src} -> {output} with {params or 'its default parameters'}", flush=True)
+    # executed beside the output and moved onto it only when every cell ran: a failed run (a
+    # misspelt parameter stops the set-up cell) never replaces a good executed notebook
+    partial = output.with_name(output.stem + ".running.ipynb")
+    print(f"running {src} -> {output} with {params or 'its default parameters'} (while it runs: {partial})",
+          flush=True)
     t0 = time.time()
     try:
-        pm.execute_notebook(str(src), str(output), parameters=params, kernel_name="python3",
+        pm.execute_notebook(str(src), str(partial), parameters=params, kernel_name="python3",
                             log_output=not args.quiet, progress_bar=args.quiet, cwd=str(ROOT))
     except pm.PapermillExecutionError as e:
+        failed = output.with_name(output.stem + ".failed.ipynb")
+        os.replace(partial, failed)
+        kept = f"; {output} is unchanged" if output.exists() else ""
         print(f"\n{name} stopped in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
-              f"the partly executed notebook is {output}", file=sys.stderr)
+              f"the partly executed notebook is {failed}{kept}", file=sys.stderr)
         return 1
-    print(summary(name, output, str(preset), time.time() - t0))
+    os.replace(partial, output)
+    print(summary(name, output, str(preset), time.time() - t0, None if dataset is None else str(dataset)))
     return 0
 
 

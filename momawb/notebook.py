@@ -204,10 +204,12 @@ class Setup:
         return write_results(self.out_dir / "results.json", rows, notebook=self.notebook, preset=self.preset)
 
     def save_table(self, table, name: str) -> None:
-        """``table.save`` as ``out_dir/tables/<name>.{csv,md,tex}`` (prints the names, not the
-        machine-dependent folder)."""
-        table.save(self.out_dir / "tables", name)
-        print(f"saved tables/{name}.csv, .md, .tex in the outputs folder")
+        """``table.save`` as ``out_dir/tables/<name>.{csv,md,tex}``, or ``tables/<dataset>/...``
+        for a notebook run on one dataset of several (the Ant notebooks: a run on ``expert`` must
+        not replace the tables of ``medium``). Prints the names, not the machine-dependent folder."""
+        rel = "/".join(p for p in (getattr(self.params, "tables_folder", ""), name) if p)
+        table.save(self.out_dir / "tables" / Path(rel).parent, Path(rel).name)
+        print(f"saved tables/{rel}.csv, .md, .tex in the outputs folder")
 
 
 def setup(notebook: str, ns: dict, *, quiet: bool = False) -> Setup:

@@ -8,6 +8,7 @@ plain Python (no torch) and every notebook's parameters are read in one place.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -143,6 +144,21 @@ class _AntData:
             return self.dataset
         stem = Path(self.dataset).name.lower().replace("_", "-")
         return next((n for n in ("full-replay", "medium", "expert", "random") if n in stem), stem)
+
+    @property
+    def tables_folder(self) -> str:
+        return tables_folder(self.dataset)
+
+
+def tables_folder(dataset: str) -> str:
+    """Where under ``tables/`` an Ant notebook's tables of ``dataset`` go: the generated dataset's
+    name, or a user's file name plus a hash of its full path (two files never share a folder, and
+    a user's ``ant_medium-v2.hdf5`` never replaces the tables of the generated ``medium``)."""
+    if dataset in ANT_DATASETS:
+        return dataset
+    path = Path(dataset).expanduser().resolve()
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in path.name)
+    return f"{safe}-{hashlib.sha1(str(path).encode()).hexdigest()[:6]}"
 
 
 @register_notebook("ant")

@@ -181,6 +181,36 @@ def test_parameters_classes_match_the_parameters_cells():
     assert set(notebook._field_choices(notebook.GameParameters, "datasets")) == set(generate.GAME_DATASETS)
 
 
+def _cell_defaults(name: str) -> dict:
+    import ast
+
+    import jupytext
+    nb = jupytext.read(cfg.params_dir().parent / "notebooks" / f"{name}.py")
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    return {t.id: ast.literal_eval(node.value) for node in ast.parse(cell.source).body
+            if isinstance(node, ast.Assign) for t in node.targets}
+
+
+def test_ant_tables_of_each_dataset_keep_their_own_folder(tmp_path, capsys):
+    """A run of the Ant notebook on `expert` replaced the tables its run on `medium` had
+    written; a user's `ant_medium-v2.hdf5` must not replace the generated `medium`'s either."""
+    from momawb.tables import Table
+    own = tmp_path / "ant_medium-v2.hdf5"
+    own.write_bytes(b"")
+    folders = []
+    for dataset in ("medium", "expert", str(own)):
+        nb = setup("ant", _cell_defaults("ant"), {"preset": "ci", "dataset": dataset})
+        nb.save_table(Table(["dataset"], [[dataset]], dataset), "table2")
+        folders.append(nb.params.tables_folder)
+    assert folders[:2] == ["medium", "expert"] and folders[2].startswith("ant_medium-v2.hdf5-")
+    for folder, dataset in zip(folders, ("medium", "expert", str(own))):
+        assert dataset in (nb.out_dir / "tables" / folder / "table2.md").read_text()
+    assert "saved tables/medium/table2.csv, .md, .tex" in capsys.readouterr().out
+    game = setup("coordination_game", GAME)                     # one table set per preset: no folder
+    game.save_table(Table(["x"], [["1"]], "t"), "table3")
+    assert (game.out_dir / "tables" / "table3.csv").exists()
+
+
 def test_injected_names_read_papermill_cell():
     ns = papermill_ns(GAME, {"seeds": 3, "iql": {"steps": 7}})
     assert notebook.injected_names(ns) == {"seeds": 3, "iql": {"steps": 7}}

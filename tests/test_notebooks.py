@@ -106,3 +106,20 @@ def test_bad_parameter_stops_first_and_writes_nothing(tmp_path, outputs):
         pm.execute_notebook(str(nb), str(tmp_path / "o.ipynb"), parameters={"seeds": 0},
                             kernel_name="python3", progress_bar=False, cwd=str(ROOT))
     assert not outputs.exists()
+
+
+@pytest.mark.notebook
+def test_a_failed_run_keeps_the_good_executed_notebook(tmp_path, outputs, capsys):
+    """`make run` with a misspelt parameter stopped in the set-up cell, and the failed notebook
+    replaced the good executed one at the same path; it now goes beside it."""
+    from momawb import execute
+    out = tmp_path / "coordination_game.ipynb"
+    out.write_text("a good executed notebook")
+    assert execute.main(["coordination_game", str(out), "-p", "preset", "bogus", "--quiet"]) == 1
+    assert out.read_text() == "a good executed notebook"
+    failed = tmp_path / "coordination_game.failed.ipynb"
+    assert "no preset file" in "".join(o.get("text", "") + str(o.get("evalue", "")) for o in _outputs(
+        nbformat.read(failed, 4)))
+    err = capsys.readouterr().err
+    assert f"the partly executed notebook is {failed}; {out} is unchanged" in err
+    assert not (tmp_path / "coordination_game.running.ipynb").exists() and not outputs.exists()
