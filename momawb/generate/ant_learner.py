@@ -174,8 +174,9 @@ def _train(config, folder: Path, done: list[int], progress: bool, log) -> Path:
         _snapshot(folder, model, venv, recorder, max(model.num_timesteps, config.learner_steps))
     wall = time.perf_counter() - t0
     stats = json.loads((folder / "learner.json").read_text()) if (folder / "learner.json").exists() else {}
-    stats.setdefault("sessions", []).append({"wall_s": wall, "env_steps": remaining,
-                                             "env_steps_per_s": remaining / max(wall, 1e-9)})
+    stats.setdefault("sessions", []).append({"wall_s": wall, "env_steps": remaining,   # a killed session is not listed
+                                             "env_steps_per_s": remaining / max(wall, 1e-9),
+                                             "resumed_from_env_steps": int(done[-1]) if done else None})
     (folder / "learner.json").write_text(json.dumps(stats, indent=1))
     venv.close()
     return folder
