@@ -32,6 +32,7 @@ import json
 import math
 import os
 import random
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -196,6 +197,13 @@ class Run:
         self.device = pick_device(device)
         self.np_rng = seed_everything(self.seed)
         self._csv_keys: list[str] | None = None
+        self._started, self._wall_before = time.time(), 0.0
+
+    def wall_time(self) -> float:
+        """Seconds spent on this run over all its sessions: this one since the Run was made (or,
+        resumed, since its checkpoint was loaded) plus what that checkpoint recorded; a killed
+        session counts up to its last checkpoint."""
+        return self._wall_before + time.time() - self._started
 
     # ---------------------------------------------------------------- one trainer at a time
     @contextlib.contextmanager
@@ -237,7 +245,7 @@ class Run:
         The metric rows logged so far are fsynced first, so a checkpoint never outlives them.
         `load` reads it back on the host and returns the state on ``self.device`` (nested dicts
         and lists of tensors are moved; modules and optimisers loading it keep their own devices)."""
-        blob = {"state": dict(state), "step": int(step), "rng": _rng_states(self.np_rng)}
+        blob = {"state": dict(state), "step": int(step), "rng": _rng_states(self.np_rng), "wall_time": self.wall_time()}
         fsync_file(self.dir / "metrics.jsonl")
         atomic_torch_save(blob, self.checkpoint_path)
         return self.checkpoint_path
@@ -264,6 +272,7 @@ class Run:
             raise RuntimeError(f"checkpoint {self.checkpoint_path} cannot be read ({e}); move it "
                                "away to start this run again from scratch") from e
         _set_rng_states(blob["rng"], self.np_rng)
+        self._started, self._wall_before = time.time(), float(blob.get("wall_time", 0.0))
         self._truncate_log(blob["step"])
         return to_device(blob["state"], self.device), blob["step"]
 

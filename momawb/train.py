@@ -14,7 +14,6 @@ trained again: its team is rebuilt from the checkpoint and its result read back.
 from __future__ import annotations
 
 import importlib
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -110,7 +109,6 @@ def train(method: str, dataset: Dataset, domain, config: cfg.Config | Mapping | 
         key["world_model"] = extra["world_model"].identity()
     run = Run(name, key, seed=seed, root=root, device=getattr(config, "device", None))
     done = run.read_json("result.json")
-    t0 = time.time()
     team = _function(method)(config, dataset, domain, run, progress=progress, **extra)
     if done is not None:
         return TrainResult(**{**{k: done[k] for k in ("method", "seed", "score", "score_se", "config",
@@ -119,7 +117,7 @@ def train(method: str, dataset: Dataset, domain, config: cfg.Config | Mapping | 
     ev = evaluate(team, domain, episodes=eval_episodes, seed=eval_seed + seed, device=run.device)
     mean, se = mean_se(ev.scores)
     curve = eval_curve(run.metrics())
-    result = TrainResult(method, seed, mean, se, curve, run.dir, run.config, time.time() - t0, team)
+    result = TrainResult(method, seed, mean, se, curve, run.dir, run.config, run.wall_time(), team)
     run.write_json("result.json", {**result.to_dict(), "versions": library_versions(),
                                    "eval": ev.summary()})
     return result

@@ -382,3 +382,15 @@ def test_a_second_trainer_of_a_run_waits_for_the_first(tmp_path):
     assert [r["step"] for r in first.metrics()] == [r["step"] for r in Run(
         "toy", {"lr": 1e-2}, seed=3, root=tmp_path / "ref").metrics()] == [5, 10, 15, 20]
     assert_same_numbers(_params(straight), _params(result["toy"]))
+
+
+def test_wall_time_adds_the_sessions_up(tmp_path):
+    """result.json's wall_time covered only the last session of a resumed run."""
+    run = Run("toy", {"lr": 1e-2}, seed=3, root=tmp_path)
+    run._started -= 100.0                                   # a first session of 100 s ...
+    run.save({"x": 1}, 5)                                   # ... checkpointed, then killed
+    again = Run("toy", {"lr": 1e-2}, seed=3, root=tmp_path)
+    again.load()
+    assert 100.0 <= again.wall_time() < 110.0
+    fresh = Run("toy", {"lr": 2e-2}, seed=3, root=tmp_path)
+    assert fresh.load() is None and fresh.wall_time() < 10.0
