@@ -213,10 +213,13 @@ def _attributes(f: h5py.File) -> dict:
     return meta
 
 
-def read_d4rl(path: str | os.PathLike, episode_length: int | None = None) -> dict[str, Any]:
+def read_d4rl(path: str | os.PathLike, episode_length: int | None = None,
+              fallback_episode_length: int | None = None) -> dict[str, Any]:
     """The arrays of a D4RL-layout HDF5 file (see `momawb.datasets`) as keyword arguments of
     `Dataset`. ``episode_length`` is used only when the file has no ``timeouts`` key (module
-    docstring). Raises FileNotFoundError, DatasetError."""
+    docstring); ``fallback_episode_length`` (a domain's known episode length, as D4RL's own
+    loader takes the env's max_episode_steps) only when nothing else tells the episode ends.
+    Raises FileNotFoundError, DatasetError."""
     path = Path(path)
     integer = isinstance(episode_length, (int, np.integer)) and not isinstance(episode_length, bool)
     if episode_length is not None and (not integer or episode_length < 1):
@@ -275,7 +278,7 @@ def read_d4rl(path: str | os.PathLike, episode_length: int | None = None) -> dic
     if "next_observations" in a and a["next_observations"].shape != obs.shape:
         raise DatasetError(f"{src}: key 'next_observations' has shape {a['next_observations'].shape}, "
                            f"expected {obs.shape} (the shape of 'observations')")
-    _episode_ends(a, meta, src, episode_length)
+    _episode_ends(a, meta, src, episode_length, fallback_episode_length)
     if "next_observations" not in a:
         _derive_next(a, meta, src)
     return {**a, "meta": meta, "source": src}
@@ -285,7 +288,8 @@ def _warn(msg: str) -> None:
     warnings.warn(msg, DatasetWarning, stacklevel=5)   # the caller of Dataset.load
 
 
-def _episode_ends(a: dict, meta: dict, src: str, episode_length: int | None) -> None:
+def _episode_ends(a: dict, meta: dict, src: str, episode_length: int | None,
+                  fallback: int | None = None) -> None:
     """Sets ``a['timeouts']`` when the file has none; adds ends at next-state discontinuities."""
     n, term = len(a["observations"]), a["terminals"]
     jump = None
@@ -300,6 +304,9 @@ def _episode_ends(a: dict, meta: dict, src: str, episode_length: int | None) -> 
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 1 and v == int(v):
                     length, origin = int(v), f"the file's {k!r} attribute"
                     break
+        silent = jump is None or not (a["next_observations"] != a["observations"]).any()   # no other clue
+        if length is None and fallback is not None and silent:
+            length, origin = int(fallback), "the task's episode length"
         if length is not None:
             # D4RL's qlearning_dataset without timeouts: an episode is cut after `length` steps; the
             # step count restarts after every terminal and every cut (vectorised: position since

@@ -284,16 +284,18 @@ class Dataset:
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, episode_length: int | None = None,
-             observation_keys: list[str] | None = None) -> "Dataset":
+             observation_keys: list[str] | None = None, fallback_episode_length: int | None = None) -> "Dataset":
         """Read a momawb or D4RL-layout HDF5 file, or a Minari dataset (folder or local dataset id,
         see `load_minari`). ``episode_length``: steps per episode, used only for a file without
         ``timeouts`` (`momawb.dataset_files` says how episode ends are found and what happens to
-        rows without a real next state). Raises FileNotFoundError, DatasetError."""
+        rows without a real next state); ``fallback_episode_length``: the same, used only when the
+        file says nothing of its episode ends (a domain's loader passes its task's length).
+        Raises FileNotFoundError, DatasetError."""
         p = Path(path).expanduser()
         if p.is_dir():
             return cls.load_minari(p, observation_keys=observation_keys)
         if p.exists() or p.suffix in (".hdf5", ".h5", ".hdf"):
-            return cls(**read_d4rl(p, episode_length))
+            return cls(**read_d4rl(p, episode_length, fallback_episode_length))
         try:
             return cls.load_minari(path, observation_keys=observation_keys)
         except FileNotFoundError:

@@ -386,8 +386,11 @@ class ResultTable:
         return Table(header, rows, caption, note, marks, html_cells)
 
     def agreement(self) -> str:
-        """'k/n cells agree with the paper (rule)'."""
+        """'k/n cells agree with the paper (rule)', or that the paper has no number for any cell
+        (a dataset of your own)."""
         got = [a for t in self.cells for m in self.cells[t] if (a := self.agrees(t, m)) is not None]
+        if not got:
+            return "no cell has a number in the paper to compare with (another dataset or setting than the paper's)"
         return f"{sum(got)}/{len(got)} cells agree with the paper; {self.rule}"
 
     def long_rows(self) -> list[list]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from momawb import domains, generate
-from momawb.datasets import DatasetError
+from momawb.datasets import Dataset, DatasetError
 from momawb.domains import ant
 from momawb.generate import ant as gen_ant
 from momawb.generate.__main__ import main as generate_main
@@ -129,6 +129,29 @@ def test_d4rl_ant_file_is_cut_to_the_27_d_state(tmp_path):
         f["terminals"], f["timeouts"] = np.zeros(n, bool), np.eye(n, dtype=bool)[-1]
     with pytest.raises(DatasetError, match="width 11 .* not an Ant"):
         generate.named_dataset("ant", str(bad))
+
+
+def test_d4rl_v0_ant_file_without_timeouts_is_cut_at_ant_episode_length(tmp_path):
+    """A D4RL v0 file (no timeouts, no next_observations) stopped the Ant notebook with advice
+    to pass episode_length, which the notebook cannot; Ant's length is known: 1,000 steps."""
+    from momawb.datasets import DatasetWarning
+    n = 2300
+    rng = np.random.default_rng(0)
+    path = tmp_path / "ant_medium-v0.hdf5"
+    with h5py.File(path, "w") as f:
+        f["observations"] = rng.normal(size=(n, 111)).astype(np.float32)
+        f["actions"], f["rewards"] = rng.uniform(-1, 1, (n, 8)).astype(np.float32), np.ones(n, np.float32)
+        f["terminals"] = np.arange(n) == 1500                                       # a fall restarts the count
+    with pytest.warns(DatasetWarning, match="episode_length=1000 \\(the task's episode length\\)"):
+        ds = generate.named_dataset("ant", str(path))
+    assert ds.meta["episode_ends_from"] == "episode_length=1000 (the task's episode length)"
+    ends = np.flatnonzero(ds.timeouts | ds.terminals)      # rows 999 and 2299 lack a next state: dropped
+    assert len(ds) == n - 2 and ends[:2].tolist() == [998, 1499]
+    with h5py.File(tmp_path / "other.hdf5", "w") as f:                       # outside Ant: still asked for
+        f["observations"], f["actions"] = np.zeros((n, 3), np.float32), np.zeros((n, 1), np.float32)
+        f["rewards"], f["terminals"] = np.ones(n, np.float32), np.zeros(n, bool)
+    with pytest.raises(DatasetError, match="episode_length=T"):
+        Dataset.load(tmp_path / "other.hdf5")
 
 
 def test_minari_ant_dataset_through_minari(tmp_path):

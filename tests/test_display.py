@@ -56,6 +56,8 @@ def test_result_table_marks_cells_that_disagree(tmp_path):
     assert html.count("<tr>") == 4 and "background:#fde0dd" in html and "stratified" in html
     assert re.search(r"\| 0.90 ± 0.10 · IQM 1.00 \[0.\d\d, 1.00\] · paper 0.50 \* \|", repr(t))
     assert t.agreement().startswith("3/4 cells agree with the paper")
+    own = tables.ResultTable.from_rows(_rows(), {}, "Table 3 (own data)", task_label="dataset")
+    assert own.agreement().startswith("no cell has a number in the paper")        # not "0/0 cells agree"
     paths = t.save(tmp_path, "table3")
     assert [p.name for p in paths] == ["table3.csv", "table3.md", "table3.tex"]
     csv_lines = paths[0].read_text().splitlines()

@@ -235,8 +235,10 @@ def named_dataset(name: str, root=None, progress: bool = True, workers: int = 1,
 def load_file(path) -> Dataset:
     """A user's D4RL ``ant-*-v2.hdf5`` (111-d observations) or Minari ``mujoco/ant`` dataset (105-d)
     as the 27-d Ant state (`momawb.domains.ant` docstring: the first 27 entries, no permutation).
-    Raises DatasetError when the widths are not an Ant's."""
-    ds = Dataset.load(path)
+    A D4RL v0/v1 file without timeouts or next_observations is cut into episodes of Ant's 1,000
+    steps (as D4RL's own loader does), with a warning. Raises DatasetError when the widths are
+    not an Ant's."""
+    ds = Dataset.load(path, fallback_episode_length=ant.EPISODE_LENGTH)
     width, act = ds.observations.shape[1], ds.actions.shape[1]
     if width not in ant.OBS_WIDTHS or act != 8:
         known = "; ".join(f"{w}: {d}" for w, d in ant.OBS_WIDTHS.items())
