@@ -244,7 +244,8 @@ def part2(args, anchors: Path, reps: int, device: torch.device) -> None:
     for name, t in ours.items():
         vs = f", {ref / t['iteration']:.2f}x the released code" if ref else ""
         print(f"  momawb {name:18s} {t['iteration']:.3f} s ({t['transitions']} transitions: rollouts "
-              f"{t['rollouts']:.3f}, update {t['update']:.3f}; {ours['fp32']['iteration'] / t['iteration']:.2f}x fp32{vs})")
+              f"{t['rollouts']:.3f}, update {t['update']:.3f}; "
+              f"{ours['fp32']['iteration'] / t['iteration']:.2f}x fp32{vs})")
 
 
 def part3(args, reps: int) -> None:

@@ -22,7 +22,8 @@ from torch.nn import functional as F
 
 __all__ = ["StackedLinear", "StackedMLP", "AgentMLP", "AgentPolicy", "AgentMemory", "AgentEncoder",
            "PolicyTeam", "Mixer",
-           "mlp", "soft_update", "clip_grad_norm_", "positional_encoding", "ACTIVATIONS", "RunningNorm", "NormalizedEncoder"]
+           "mlp", "soft_update", "clip_grad_norm_", "positional_encoding", "ACTIVATIONS", "RunningNorm",
+           "NormalizedEncoder"]
 
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "elu": nn.ELU}
 

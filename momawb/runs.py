@@ -224,6 +224,9 @@ class Run:
                 warnings.warn(f"{self.dir} is being trained by another process ({holder}); waiting for it, "
                               "then resuming from its checkpoint", RunBusy, stacklevel=3)
                 fcntl.flock(f, fcntl.LOCK_EX)
+            except OSError as e:       # a file system without locks (some network mounts): train unguarded
+                warnings.warn(f"{self.dir}: cannot lock train.lock ({e}); nothing stops a second process from "
+                              "training this run at the same time", RunBusy, stacklevel=3)
             f.seek(0)
             f.truncate()
             f.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
@@ -232,7 +235,8 @@ class Run:
                 yield self
             finally:
                 f.truncate(0)                     # nobody holds it: an empty file
-                fcntl.flock(f, fcntl.LOCK_UN)
+                with contextlib.suppress(OSError):
+                    fcntl.flock(f, fcntl.LOCK_UN)
 
     # ---------------------------------------------------------------- checkpoints
     @property
@@ -245,7 +249,8 @@ class Run:
         The metric rows logged so far are fsynced first, so a checkpoint never outlives them.
         `load` reads it back on the host and returns the state on ``self.device`` (nested dicts
         and lists of tensors are moved; modules and optimisers loading it keep their own devices)."""
-        blob = {"state": dict(state), "step": int(step), "rng": _rng_states(self.np_rng), "wall_time": self.wall_time()}
+        blob = {"state": dict(state), "step": int(step), "rng": _rng_states(self.np_rng),
+                "wall_time": self.wall_time()}
         fsync_file(self.dir / "metrics.jsonl")
         atomic_torch_save(blob, self.checkpoint_path)
         return self.checkpoint_path

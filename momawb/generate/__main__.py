@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", required=True, help="a named dataset of the domain (e.g. medium)")
     parser.add_argument("--preset", default=None, help="ci, cpu, gpu, ...: its generator section is used")
     parser.add_argument("--seed", type=int, default=None, help="another sample (default: the config's seed)")
-    parser.add_argument("--root", default=None, help="outputs folder (default: $MOMAWB_OUTPUTS, else the checkout's outputs/)")
+    parser.add_argument("--root", default=None,
+                        help="outputs folder (default: $MOMAWB_OUTPUTS, else the checkout's outputs/)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="processes that may share the generation (Reacher: expert seeds trained at once; "
                              "the same dataset as 1); default: one per core")
