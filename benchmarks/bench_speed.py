@@ -261,7 +261,8 @@ def part3(args, reps: int) -> None:
         if any(p.returncode for p in procs):
             raise RuntimeError(f"a part-3 worker failed (exit codes {[p.returncode for p in procs]})")
         t = [json.loads(o.strip().splitlines()[-1])["iteration"] for o in outs]
-        one = one if one is not None else (float(np.median(t)) if k == 1 else None)
+        if k == 1:
+            one = float(np.median(t))
         thr = f"; {k * one / float(np.median(t)):.2f}x the throughput of one run" if one else ""
         print(f"  {k} at once ({max(1, cores // k)} threads each): " + ", ".join(f"{x:.3f}" for x in t) + thr)
 

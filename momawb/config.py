@@ -45,7 +45,7 @@ from typing import Any, Mapping
 import yaml
 
 __all__ = ["ConfigError", "Config", "param", "register", "SECTIONS", "params_dir",
-           "read_preset", "load", "build", "check_value", "section_class", "preset_names"]
+           "read_preset", "load", "build", "check_value", "section_class", "preset_names", "unknown"]
 
 PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
 
@@ -300,9 +300,20 @@ def _parse_preset(path: Path, mtime_ns: int, size: int) -> dict:
     return data
 
 
+def unknown(names, allowed, what: str, source: str) -> ConfigError:
+    """The error for ``names`` not among ``allowed``: each with the nearest allowed name, if any
+    ('{source}: unknown {what} 'x' (did you mean 'y'?)')."""
+    parts = []
+    for n in names:
+        hint = difflib.get_close_matches(str(n), list(allowed), n=1)
+        parts.append(f"{n!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+    return ConfigError(f"{source}: unknown {what} {', '.join(parts)}")
+
+
 def section_class(section: str) -> type[Config]:
     if section not in SECTIONS:
-        raise ConfigError(f"unknown section {section!r}; known sections: {', '.join(sorted(SECTIONS))}")
+        raise ConfigError(f"{unknown([section], SECTIONS, 'section', 'config')}; known sections: "
+                          f"{', '.join(sorted(SECTIONS))}")
     mod, name = SECTIONS[section].split(":")
     return getattr(importlib.import_module(mod), name)
 

@@ -304,8 +304,9 @@ def _episode_ends(a: dict, meta: dict, src: str, episode_length: int | None,
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 1 and v == int(v):
                     length, origin = int(v), f"the file's {k!r} attribute"
                     break
-        silent = jump is None or not (a["next_observations"] != a["observations"]).any()   # no other clue
-        if length is None and fallback is not None and silent:
+        # without a length, do the next states show the ends? (one pass over the arrays, when needed)
+        moves = length is None and jump is not None and bool((a["next_observations"] != a["observations"]).any())
+        if length is None and fallback is not None and not moves:
             length, origin = int(fallback), "the task's episode length"
         if length is not None:
             # D4RL's qlearning_dataset without timeouts: an episode is cut after `length` steps; the
@@ -317,7 +318,7 @@ def _episode_ends(a: dict, meta: dict, src: str, episode_length: int | None,
             ends = ((pos + 1) % length == 0) & ~term
             a["timeouts"] = ends
             meta["episode_ends_from"] = f"episode_length={length} ({origin})"
-        elif jump is not None and (a["next_observations"] != a["observations"]).any():
+        elif moves:
             a["timeouts"] = jump & ~term
             meta["episode_ends_from"] = "next_observations (rows where next_observations[t] != observations[t+1])"
         else:

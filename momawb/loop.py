@@ -80,60 +80,54 @@ def train_loop(run: Run, algo: Any, n_steps: int, update: Callable[[int], Mappin
     One process at a time trains a run (`Run.exclusive`): another one training it makes this
     call wait for it (a `RunBusy` warning), then resume from its checkpoint.
     """
-    with run.exclusive():
-        return _train_loop(run, algo, n_steps, update, log_every, eval_every, evaluate, checkpoint_every, desc,
-                           stop, progress, read_every_step)
-
-
-def _train_loop(run, algo, n_steps, update, log_every, eval_every, evaluate, checkpoint_every, desc, stop,
-                progress, read_every_step) -> int:
-    loaded = run.load()
-    start, stopped = 0, False
-    if loaded is not None:
-        state, start = loaded
-        stopped = bool(state.pop("_stopped", False))
-        algo.load_state_dict(state)
-    if start >= n_steps or stopped:
-        return start
-    bar = tqdm(range(start, n_steps), desc=desc, initial=start, total=n_steps,
-               disable=not progress, leave=False, mininterval=1.0)
-    step, finite, unread = start, None, start     # lazy reads: all-finite flag on the device since step `unread`
-    for step in bar:
-        metrics = dict(update(step))
-        if read_every_step is None:
-            read_every_step = not _on_accelerator(metrics)
-        if read_every_step:
-            metrics = metrics_as_floats(metrics)
-            check_finite(metrics, step, run)
-        else:
-            tensors = [v.detach().reshape(()) for v in metrics.values() if isinstance(v, torch.Tensor)]
-            check_finite({k: v for k, v in metrics.items() if not isinstance(v, torch.Tensor)}, step, run)
-            if tensors:
-                ok = torch.stack(tensors).isfinite().all()
-                finite = ok if finite is None else finite & ok
-        done = step + 1
-        ended = stop is not None and stop(done, metrics)
-        log_now = log_every and (done % log_every == 0 or done == n_steps or ended)
-        save_now = ended or (checkpoint_every and (done % checkpoint_every == 0 or done == n_steps))
-        if not read_every_step and (log_now or save_now):
-            metrics = metrics_as_floats(metrics)
-            if finite is not None and not bool(finite):     # floats were checked at their step; tensors here
-                check_finite({**metrics, "any metric": float("nan")}, step, run,
-                             f" (metrics are read at log and checkpoint steps: the first non-finite one is "
-                             f"between steps {unread} and {step})")
-            finite, unread = None, done
-        row = dict(metrics) if log_now else {}
-        if evaluate is not None and eval_every and (done % eval_every == 0 or done == n_steps or ended):
-            row.update({f"eval/{k}": v for k, v in evaluate(done).items()})
-        if row:
-            run.log(done, row)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in list(row.items())[:3]}, refresh=False)
-        if ended:
-            run.save({**algo.state_dict(), "_stopped": True}, done)
-            return done
-        if save_now:
-            run.save(algo.state_dict(), done)
-    return n_steps
+    with run.exclusive():                  # from loading the checkpoint to the last save
+        loaded = run.load()
+        start, stopped = 0, False
+        if loaded is not None:
+            state, start = loaded
+            stopped = bool(state.pop("_stopped", False))
+            algo.load_state_dict(state)
+        if start >= n_steps or stopped:
+            return start
+        bar = tqdm(range(start, n_steps), desc=desc, initial=start, total=n_steps,
+                   disable=not progress, leave=False, mininterval=1.0)
+        step, finite, unread = start, None, start     # lazy reads: all-finite flag on the device since step `unread`
+        for step in bar:
+            metrics = dict(update(step))
+            if read_every_step is None:
+                read_every_step = not _on_accelerator(metrics)
+            if read_every_step:
+                metrics = metrics_as_floats(metrics)
+                check_finite(metrics, step, run)
+            else:
+                tensors = [v.detach().reshape(()) for v in metrics.values() if isinstance(v, torch.Tensor)]
+                check_finite({k: v for k, v in metrics.items() if not isinstance(v, torch.Tensor)}, step, run)
+                if tensors:
+                    ok = torch.stack(tensors).isfinite().all()
+                    finite = ok if finite is None else finite & ok
+            done = step + 1
+            ended = stop is not None and stop(done, metrics)
+            log_now = log_every and (done % log_every == 0 or done == n_steps or ended)
+            save_now = ended or (checkpoint_every and (done % checkpoint_every == 0 or done == n_steps))
+            if not read_every_step and (log_now or save_now):
+                metrics = metrics_as_floats(metrics)
+                if finite is not None and not bool(finite):     # floats were checked at their step; tensors here
+                    check_finite({**metrics, "any metric": float("nan")}, step, run,
+                                 f" (metrics are read at log and checkpoint steps: the first non-finite one is "
+                                 f"between steps {unread} and {step})")
+                finite, unread = None, done
+            row = dict(metrics) if log_now else {}
+            if evaluate is not None and eval_every and (done % eval_every == 0 or done == n_steps or ended):
+                row.update({f"eval/{k}": v for k, v in evaluate(done).items()})
+            if row:
+                run.log(done, row)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in list(row.items())[:3]}, refresh=False)
+            if ended:
+                run.save({**algo.state_dict(), "_stopped": True}, done)
+                return done
+            if save_now:
+                run.save(algo.state_dict(), done)
+        return n_steps
 
 
 def iterate_minibatches(n: int, batch_size: int, rng: np.random.Generator,

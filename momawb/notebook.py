@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import difflib
 import os
 import typing
 from dataclasses import dataclass, field
@@ -52,14 +51,6 @@ __all__ = ["Parameters", "NOTEBOOKS", "register_notebook", "GameParameters", "Re
 
 
 # ----------------------------------------------------------------------------- checks
-def _unknown(names, allowed, what: str, source: str) -> ConfigError:
-    parts = []
-    for n in names:
-        hint = difflib.get_close_matches(str(n), list(allowed), n=1)
-        parts.append(f"{n!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
-    return ConfigError(f"{source}: unknown {what} {', '.join(parts)}")
-
-
 def check_preset(spec: type[Parameters], data: Mapping, source: str,
                  sections: bool = True) -> tuple[dict, dict[str, dict]]:
     """Check a whole preset (or ``-f``) mapping: top-level keys must be parameters of ``spec``
@@ -75,7 +66,7 @@ def check_preset(spec: type[Parameters], data: Mapping, source: str,
         if foreign:
             raise ConfigError(f"{source}: section(s) {foreign} are not used by notebooks/{spec.notebook}; "
                               f"its sections: {', '.join(known)}")
-        raise ConfigError(f"{_unknown(bad, [*keys, *known], 'key', source)}; allowed: parameters "
+        raise ConfigError(f"{cfg.unknown(bad, [*keys, *known], 'key', source)}; allowed: parameters "
                           f"{', '.join(keys)} or sections {', '.join(known)}")
     params = {k: cfg.check_value(spec, k, v) for k, v in data.items() if k in keys and v is not None}
     out: dict[str, dict] = {}
@@ -207,9 +198,9 @@ class Setup:
         """``table.save`` as ``out_dir/tables/<name>.{csv,md,tex}``, or ``tables/<dataset>/...``
         for a notebook run on one dataset of several (the Ant notebooks: a run on ``expert`` must
         not replace the tables of ``medium``). Prints the names, not the machine-dependent folder."""
-        rel = "/".join(p for p in (getattr(self.params, "tables_folder", ""), name) if p)
-        table.save(self.out_dir / "tables" / Path(rel).parent, Path(rel).name)
-        print(f"saved tables/{rel}.csv, .md, .tex in the outputs folder")
+        sub = getattr(self.params, "tables_folder", "")
+        table.save(self.out_dir / "tables" / sub, name)
+        print(f"saved tables/{sub + '/' if sub else ''}{name}.csv, .md, .tex in the outputs folder")
 
 
 def setup(notebook: str, ns: dict, *, quiet: bool = False) -> Setup:

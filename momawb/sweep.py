@@ -15,7 +15,6 @@ The rows go to a notebook's ``results.json`` through `momawb.results`.
 """
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -107,9 +106,8 @@ def _check_overrides(overrides: dict[str, dict] | None) -> None:
     from momawb import config as cfg
     for section, values in (overrides or {}).items():
         if section not in cfg.SECTIONS:
-            hint = difflib.get_close_matches(str(section), list(cfg.SECTIONS), n=1)
-            raise cfg.ConfigError(f"overrides: unknown section {section!r}" + (f" (did you mean {hint[0]!r}?)" if hint
-                                  else "") + f"; sections: {', '.join(sorted(cfg.SECTIONS))}")
+            raise cfg.ConfigError(f"{cfg.unknown([section], cfg.SECTIONS, 'section', 'overrides')}; sections: "
+                                  f"{', '.join(sorted(cfg.SECTIONS))}")
         if not isinstance(values, dict):
             raise cfg.ConfigError(f"overrides[{section!r}] must be a mapping of config keys, got {values!r}")
 
