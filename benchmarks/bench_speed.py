@@ -23,6 +23,9 @@ CUDA settings: fp32, tf32, bf16, tf32 + fused Adam and, for the world model, tf3
 ``sampling: device`` (minibatches drawn on the GPU, no host read per step). The anchors are
 CPU code and run only with the default ``--device cpu``.
 
+momawb's side keeps freed memory as its trainers do (`momawb.allocator`, fewer page faults); the
+anchors run as released, or with the same glibc setting under ``--anchors-keep-memory``.
+
 ``--okit-src`` / ``--moma-src``: extracted source trees as the anchors' headers say (e.g.
 ``git --git-dir=<mirror> archive HEAD | tar -x -C DIR``); without them only momawb is timed.
 Run it on an otherwise idle machine; the ratios are what to read.
@@ -41,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from momawb.allocator import keep_freed_memory
 from momawb.datasets import Dataset
 from momawb.domains import make
 from momawb.moma_ppo import MomaPPO, MomaPPOConfig
@@ -159,13 +163,19 @@ def moma_ppo_iteration(data, reps, device: torch.device = torch.device("cpu"),
     return out
 
 
-def anchor(script: Path, src: str | None, args: list[str]) -> dict | None:
+#: glibc's environment equivalent of `momawb.allocator.keep_freed_memory` (for the anchors' processes)
+KEEP_MEMORY_ENV = {"MALLOC_TRIM_THRESHOLD_": str(2 ** 31 - 1), "MALLOC_MMAP_THRESHOLD_": str(32 * 2 ** 20)}
+
+
+def anchor(script: Path, src: str | None, args: list[str], keep_memory: bool = False) -> dict | None:
+    """The anchor script's JSON; ``keep_memory``: its process keeps freed memory as momawb's do."""
     if not src or not script.exists():
         return None
+    env = {**os.environ, **(KEEP_MEMORY_ENV if keep_memory else {})}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "out.json"
         subprocess.run([sys.executable, str(script), src, *args, "--json", str(path)], check=True,
-                       stdout=subprocess.DEVNULL)
+                       stdout=subprocess.DEVNULL, env=env)
         return json.loads(path.read_text())
 
 
@@ -180,9 +190,13 @@ def main() -> None:
                     "3 (several MOMA-PPO runs at once)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (the anchors run only on cpu)")
     ap.add_argument("--concurrent", default="1,2,4", help="part 3: how many runs at once")
+    ap.add_argument("--anchors-keep-memory", action="store_true",
+                    help="run the anchors with glibc keeping freed memory too, as momawb's trainers do "
+                         "(momawb.allocator), to tell that setting's share of the ratios apart")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)   # one run of part 3
     args = ap.parse_args()
     reps = 2 if args.quick else 5
+    kept = keep_freed_memory()         # as every momawb trainer does (loop.train_loop)
     device = torch.device(args.device)
     if args.worker:
         print(json.dumps(moma_ppo_iteration(synthetic(), reps, device, only=("fp32",))["fp32"]))
@@ -191,7 +205,9 @@ def main() -> None:
         args.okit_src = args.moma_src = None
     anchors = Path(args.anchors)
     gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}; medians of {reps} repetitions")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}; medians of {reps} repetitions; "
+          f"momawb keeps freed memory (momawb.allocator): {'yes' if kept else 'no'}; the anchors: "
+          f"{'yes' if args.anchors_keep_memory else 'no (as released)'}")
     parts = set(args.parts.split(","))
     if "1" in parts:
         with tempfile.TemporaryDirectory() as root:
@@ -208,7 +224,7 @@ def part1(args, anchors: Path, reps: int, root: str, device: torch.device) -> No
     dom = make("ant", observation="fo").for_dataset(data)
     print(f"\n1. world-model update (7 members, batch 256, {device.type}), ms/step")
     okit = anchor(anchors / "offlinerlkit_ensemble_bench.py", args.okit_src,
-                  ["--configs", "mopo,paper", "--repeats", str(reps), "--no-full-epoch"])
+                  ["--configs", "mopo,paper", "--repeats", str(reps), "--no-full-epoch"], args.anchors_keep_memory)
     okit_ms = {r["config"]: r["step_ms"] for r in (okit or {}).get("rows", [])
                if r.get("impl") == "OfflineRL-Kit EnsembleDynamics.learn"}
     for width, key in ((200, "mopo"), (1024, "paper")):
@@ -228,7 +244,8 @@ def part2(args, anchors: Path, reps: int, device: torch.device) -> None:
     """One MOMA-PPO iteration per precision beside the released code's (rollouts + GAE + update)."""
     print(f"\n2. one MOMA-PPO iteration, PO Ant, memory on, WM 4 x 1024, 2,000 transitions (k = 10), "
           f"{device.type}, s")
-    official = anchor(anchors / "official_moma_ppo_bench.py", args.moma_src, ["--reps", str(reps)])
+    official = anchor(anchors / "official_moma_ppo_bench.py", args.moma_src, ["--reps", str(reps)],
+                      args.anchors_keep_memory)
     ref = None
     if official:
         med = {(it["op"], it.get("obs"), it.get("wm_hidden")): it["time"]["median_s"] for it in official["items"]

@@ -188,6 +188,12 @@ class AgentMemory(nn.Module):
     norm; soft-attention pooling (a bias-free tanh "soft-key" layer scored against learned,
     normally-initialised soft-queries, softmax over the L steps). Padded steps are zero rows,
     as in the paper (no mask). All agents run in the same batched matmuls.
+
+    The query, key and value projections act on the embedding, which is linear in the (o, a)
+    pair: ``W_q (W_e x + b_e + pos_l) + b_q = x (W_e W_q) + ((b_e + pos_l) W_q + b_q)``. The
+    forward computes them that way, F x e multiply-adds per step and projection instead of
+    e x e (F = |o| + |a|, 17 for partially observed Ant against e_h = 128): the same function
+    and parameters, with other rounding.
     """
 
     def __init__(self, n_agents: int, feature_dim: int, length: int = 10, embed_dim: int = 128):
@@ -204,18 +210,21 @@ class AgentMemory(nn.Module):
     def forward(self, hist: torch.Tensor) -> torch.Tensor:
         assert hist.shape[-2] == self.length and hist.shape[-3] == self.n, \
             f"history must be (B..., {self.n}, {self.length}, F), got {tuple(hist.shape)}"
-        lead = hist.shape[:-3]
-        x = hist.reshape(-1, self.n, self.length, hist.shape[-1]).transpose(0, 1)  # (N, B, L, F)
+        lead, e, length = hist.shape[:-3], self.e, self.length
+        x = hist.reshape(-1, self.n, length, hist.shape[-1]).transpose(0, 1)         # (N, B, L, F)
         nb, b = x.shape[0], x.shape[1]
-        x = x.reshape(nb, b * self.length, -1)
-        z = self.embed(x).reshape(nb, b, self.length, self.e) + self.pos        # (N, B, L, e)
-        q, k, v = self.qkv(z.reshape(nb, -1, self.e)).reshape(nb, b, self.length, 3 * self.e).chunk(3, -1)
-        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.e), -1)      # (N, B, L, L)
-        z = F.layer_norm(z + att @ v, (self.e,)) * self.norm_gain + self.norm_bias
-        keys = torch.tanh(self.soft_key(z.reshape(nb, -1, self.e)))               # (N, B*L, e)
-        scores = torch.bmm(keys, self.soft_query).reshape(nb, b, self.length)     # (N, B, L)
-        pooled = (torch.softmax(scores, -1).unsqueeze(-1) * z).sum(-2)           # (N, B, e)
-        return pooled.transpose(0, 1).reshape(*lead, self.n, self.e)
+        x = x.reshape(nb, b * length, -1)
+        z = self.embed(x).reshape(nb, b, length, e) + self.pos                      # (N, B, L, e)
+        w = torch.bmm(self.embed.weight, self.qkv.weight)                            # (N, F, 3e)
+        c = torch.baddbmm(self.qkv.bias, self.embed.bias + self.pos, self.qkv.weight).unsqueeze(1)  # (N, 1, L, 3e)
+        q, k, v = (torch.bmm(x, w[..., i * e:(i + 1) * e]).reshape(nb, b, length, e) + c[..., i * e:(i + 1) * e]
+                   for i in range(3))                                                # 3 x (N, B, L, e)
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(e), -1)              # (N, B, L, L)
+        z = F.layer_norm(z + att @ v, (e,)) * self.norm_gain + self.norm_bias
+        keys = torch.tanh(self.soft_key(z.reshape(nb, -1, e)))                       # (N, B*L, e)
+        scores = torch.bmm(keys, self.soft_query).reshape(nb, b, length)             # (N, B, L)
+        pooled = (torch.softmax(scores, -1).unsqueeze(-1) * z).sum(-2)              # (N, B, e)
+        return pooled.transpose(0, 1).reshape(*lead, self.n, e)
 
 
 class AgentEncoder(nn.Module):

@@ -1,4 +1,5 @@
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -13,8 +14,20 @@ if ON_CUDA and not torch.cuda.is_available():
     raise pytest.UsageError(f"MOMAWB_TEST_DEVICE={TEST_DEVICE} but torch.cuda.is_available() is False")
 # the tests' networks are tiny: one thread is faster than two (launch-latency bound)
 torch.set_num_threads(1)
-# everything the tests (and the kernels nbval starts) write goes to a temporary folder
-os.environ.setdefault("MOMAWB_OUTPUTS", tempfile.mkdtemp(prefix="momawb-tests-"))
+# everything the tests (and the kernels nbval starts) write goes to a temporary folder, removed
+# after a passing session and kept (its path printed) after a failing one
+_CREATED_OUTPUTS = None
+if "MOMAWB_OUTPUTS" not in os.environ:
+    _CREATED_OUTPUTS = os.environ["MOMAWB_OUTPUTS"] = tempfile.mkdtemp(prefix="momawb-tests-")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _CREATED_OUTPUTS is None:
+        return
+    if exitstatus == 0:
+        shutil.rmtree(_CREATED_OUTPUTS, ignore_errors=True)
+    else:
+        print(f"\nthe tests' outputs are kept for inspection in {_CREATED_OUTPUTS}")
 
 
 def pytest_configure(config):

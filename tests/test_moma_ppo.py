@@ -153,6 +153,41 @@ def test_qmix_value_shapes_and_gradients():
         assert grads and any(g.abs().sum() > 0 for g in grads), f"no gradient reaches {name}"
 
 
+def reference_memory(mem, hist: torch.Tensor) -> torch.Tensor:
+    """PAPER.md section 4 layer by layer, one agent at a time: embed + positional encoding,
+    q, k, v from the embedding, self-attention, skip + layer norm, soft-attention pooling."""
+    out = []
+    for i in range(mem.n):
+        x = hist[:, i]                                                       # (B, L, F)
+        z = x @ mem.embed.weight[i] + mem.embed.bias[i] + mem.pos
+        q, k, v = (z @ mem.qkv.weight[i] + mem.qkv.bias[i]).chunk(3, -1)
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(mem.e), -1)
+        z = torch.nn.functional.layer_norm(z + att @ v, (mem.e,)) * mem.norm_gain[i] + mem.norm_bias[i]
+        w = torch.softmax((torch.tanh(z @ mem.soft_key.weight[i]) @ mem.soft_query[i])[..., 0], -1)
+        out.append((w.unsqueeze(-1) * z).sum(-2))
+    return torch.stack(out, 1)
+
+
+def test_memory_equals_the_layer_by_layer_computation_with_its_gradients():
+    """The memory computes q, k, v from (o, a) through the product of the embedding and projection
+    weights (nets.AgentMemory): the same function and gradients as embedding first."""
+    torch.manual_seed(0)
+    dom = Domain("toy", "t", 3, 5, np.array([[0, 1], [2, 3], [4, -1]]), 2, None, 10, (0.0, 1.0))
+    agents, _ = _agents(dom, memory=True, memory_length=4)
+    mem = agents.encoder.memory.double()
+    with torch.no_grad():
+        for p in mem.parameters():                  # non-zero biases, so the per-position bias is tested
+            p.add_(0.1 * torch.randn_like(p))
+    hist = torch.randn(6, 3, 4, dom.obs_dim + 2, dtype=torch.float64)
+    ours = mem(hist)
+    ref = reference_memory(mem, hist)
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+    g_ours = torch.autograd.grad(ours.pow(2).sum(), list(mem.parameters()))
+    g_ref = torch.autograd.grad(ref.pow(2).sum(), list(mem.parameters()))
+    for (name, _), a, b in zip(mem.named_parameters(), g_ours, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=lambda m: f"{name}: {m}")
+
+
 def test_memory_is_sensitive_to_history_order():
     dom = game.make_domain()
     agents, _ = _agents(dom, memory=True, memory_length=6)

@@ -131,6 +131,7 @@ def train_learner(config, root=None, progress: bool = True, log=print) -> Path:
 def _train(config, folder: Path, done: list[int], progress: bool, log) -> Path:
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     recorder: list[dict] = []
@@ -149,6 +150,9 @@ def _train(config, folder: Path, done: list[int], progress: bool, log) -> Path:
     else:
         model = PPO("MlpPolicy", venv, seed=config.seed, device="cpu", verbose=0, **config.ppo)
         _snapshot(folder, model, venv, recorder, 0)     # the randomly initialised policy (random dataset)
+
+    # a logger with no outputs: SB3's default makes an empty SB3-<date> folder in the system temp folder per learn()
+    model.set_logger(Logger(folder=None, output_formats=[]))
 
     class Snapshots(BaseCallback):
         def __init__(self):

@@ -1,0 +1,45 @@
+"""Keep freed memory in the process while training (glibc's malloc; issue 19, speed on CPU).
+
+A training step allocates and frees the same large tensors every time: activations, gradients,
+bf16 copies of the weights (a 7 x 1024 x 1024 layer is 29 MB). By default glibc returns a
+freed block at the top of its heap to the OS once more than about twice the largest recent
+block is free, so the next step touches fresh pages and pays a page fault per 4 KiB: 7-16 % of
+a world-model update or a MOMA-PPO iteration on a 2-core CPU (`benchmarks/bench_speed.py`).
+`keep_freed_memory` tells malloc to keep freed memory for reuse (no trimming) and to serve
+blocks up to 32 MiB from that heap. It changes no number: only where tensors live.
+
+The cost: the process keeps the memory of its largest step until it exits (its resident size
+does not shrink back after training). It is process-wide, applied once by `loop.train_loop`
+(so by every trainer and sweep worker), and only where the C library is glibc. Set
+``MOMAWB_MALLOC=default`` in the environment to leave malloc as it is.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import platform
+
+__all__ = ["keep_freed_memory"]
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3          # mallopt parameters (malloc.h)
+_KEEP = 2 ** 31 - 1                                      # bytes: mallopt takes a C int
+_MMAP_THRESHOLD = 32 * 2 ** 20                           # glibc's documented maximum on 64-bit
+_state: bool | None = None
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc keep freed memory for reuse (module doc); once per process. Returns True when
+    the settings are in force, False where the C library is not glibc, ``MOMAWB_MALLOC=default``
+    is set, or malloc refused them."""
+    global _state
+    if _state is None:
+        _state = False
+        if os.environ.get("MOMAWB_MALLOC", "") != "default" and platform.libc_ver()[0] == "glibc":
+            try:
+                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+                _state = bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and \
+                    bool(libc.mallopt(_M_TRIM_THRESHOLD, _KEEP))
+            except (OSError, AttributeError):
+                _state = False
+    return _state
