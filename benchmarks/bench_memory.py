@@ -3,7 +3,10 @@ at PO Ant sizes (4 agents x 256 histories x 10 steps of 17 features, e_h = 128),
 backward, in fp32 and under bf16 autocast; the forward's largest operators; and, with
 ``--compile``, the same module through ``torch.compile`` (inductor; needs a C++ compiler).
 
-Printed: ms per minibatch (median of ``--reps`` rounds of 10), ratios against fp32 eager, the
+Printed: ms per minibatch (median of ``--reps`` rounds of 10), ratios against fp32 eager and
+against the layer-by-layer layout the memory had before (q, k, v projected from the 128-wide
+embedding, e x 3e multiply-adds per step, instead of from the (o, a) pair through the product
+of the two weights, F x 3e; `layer_by_layer` below, the same parameters and function), the
 forward's largest operators (torch's profiler on the module itself, so the split follows the
 code), and a plain bf16/fp32 ``torch.bmm`` of the world model's shape measured in the same run
 (the machine's matmul peak, for comparison).
@@ -45,6 +48,21 @@ def forward_backward(memory, forward, hist, precision: str):
     return step
 
 
+def layer_by_layer(m: AgentMemory, hist: torch.Tensor) -> torch.Tensor:
+    """The memory's forward as it was before (batched like it): embed, add the positional
+    encoding, then q, k, v from the embedding. The baseline of the ratio printed."""
+    x = hist.reshape(-1, m.n, m.length, hist.shape[-1]).transpose(0, 1)
+    nb, b = x.shape[0], x.shape[1]
+    z = m.embed(x.reshape(nb, b * m.length, -1)).reshape(nb, b, m.length, m.e) + m.pos
+    q, k, v = m.qkv(z.reshape(nb, -1, m.e)).reshape(nb, b, m.length, 3 * m.e).chunk(3, -1)
+    att = torch.softmax(q @ k.transpose(-1, -2) / m.e ** 0.5, -1)
+    z = torch.nn.functional.layer_norm(z + att @ v, (m.e,)) * m.norm_gain + m.norm_bias
+    keys = torch.tanh(m.soft_key(z.reshape(nb, -1, m.e)))
+    scores = torch.bmm(keys, m.soft_query).reshape(nb, b, m.length)
+    pooled = (torch.softmax(scores, -1).unsqueeze(-1) * z).sum(-2)
+    return pooled.transpose(0, 1).reshape(*hist.shape[:-3], m.n, m.e)
+
+
 def forward_ops(m: AgentMemory, hist: torch.Tensor, precision: str, reps: int, top: int = 8) -> list[tuple[str, float]]:
     """The real `AgentMemory.forward` (no grad) under torch's profiler: its ``top`` operators by
     self time, each with its input shapes, in ms per forward."""
@@ -61,7 +79,8 @@ def forward_ops(m: AgentMemory, hist: torch.Tensor, precision: str, reps: int, t
 
 
 def projection_gflops(m: AgentMemory, precision: str, reps: int) -> float:
-    """GFLOP/s of the memory's own q, k, v and soft-key layers on one minibatch's rows."""
+    """GFLOP/s of the memory's 128-wide layers (q, k, v as `layer_by_layer` runs them, and the
+    soft keys) on one minibatch's rows."""
     z = torch.randn(N, B * L, E)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
         t = median_ms(lambda: (m.qkv(z), m.soft_key(z)), reps)
@@ -88,9 +107,11 @@ def main() -> None:
     print("  plain bmm 7 x (256 x 1024 x 1024): " + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in peak.items()))
     base = None
     for precision in ("fp32", "bf16"):
+        old = median_ms(forward_backward(m, lambda h: layer_by_layer(m, h), hist, precision), args.reps)
         ms = median_ms(forward_backward(m, m, hist, precision), args.reps)
         base = base or ms
-        print(f"\n  {precision}: forward + backward {ms:.1f} ms ({base / ms:.2f}x fp32 eager)")
+        print(f"\n  {precision}: forward + backward {ms:.1f} ms ({base / ms:.2f}x fp32 eager; layer by layer "
+              f"{old:.1f} ms, so {old / ms:.2f}x faster)")
         rate = projection_gflops(m, precision, args.reps)
         print(f"    its projections (q, k, v and soft keys, {N} x {B * L} rows): {rate:.0f} GFLOP/s "
               f"(plain bmm {peak[precision]:.0f})")
