@@ -159,7 +159,8 @@ def moma_ppo_iteration(data, reps, device: torch.device = torch.device("cpu"),
 
         total = median_time(iteration, reps, device=device)
         out[name] = {"iteration": total, "rollouts": float(np.median(times["rollouts"][1:])),
-                     "update": float(np.median(times["update"][1:])), "transitions": int(np.median(times["transitions"]))}
+                     "update": float(np.median(times["update"][1:])),
+                     "transitions": int(np.median(times["transitions"]))}
     return out
 
 
