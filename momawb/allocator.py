@@ -3,10 +3,14 @@
 A training step allocates and frees the same large tensors every time: activations, gradients,
 bf16 copies of the weights (a 7 x 1024 x 1024 layer is 29 MB). By default glibc returns a
 freed block at the top of its heap to the OS once more than about twice the largest recent
-block is free, so the next step touches fresh pages and pays a page fault per 4 KiB: 7-16 % of
-a world-model update or a MOMA-PPO iteration on a 2-core CPU (`benchmarks/bench_speed.py`).
+block is free, so the next step touches fresh pages and pays a page fault per 4 KiB.
 `keep_freed_memory` tells malloc to keep freed memory for reuse (no trimming) and to serve
 blocks up to 32 MiB from that heap. It changes no number: only where tensors live.
+
+Measured with ``getrusage`` on a 2-core CPU (2026-12-04): a world-model update at 7 x 4 x 1024
+(bf16, fused Adam) page-faulted 4,700-6,300 times a step (11-14 ms of system time) with glibc's
+defaults and under 300 times (under 1 ms) with this setting, 8-10 % of the step's wall time;
+a MOMA-PPO iteration at partially observed Ant sizes does not fault in steady state either way.
 
 The cost: the process keeps the memory of its largest step until it exits (its resident size
 does not shrink back after training). It is process-wide, applied once by `loop.train_loop`
