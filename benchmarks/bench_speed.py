@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from momawb.allocator import keep_freed_memory
+from momawb.allocator import GLIBC_ENV, keep_freed_memory
 from momawb.datasets import Dataset
 from momawb.domains import make
 from momawb.moma_ppo import MomaPPO, MomaPPOConfig
@@ -164,15 +164,11 @@ def moma_ppo_iteration(data, reps, device: torch.device = torch.device("cpu"),
     return out
 
 
-#: glibc's environment equivalent of `momawb.allocator.keep_freed_memory` (for the anchors' processes)
-KEEP_MEMORY_ENV = {"MALLOC_TRIM_THRESHOLD_": str(2 ** 31 - 1), "MALLOC_MMAP_THRESHOLD_": str(32 * 2 ** 20)}
-
-
 def anchor(script: Path, src: str | None, args: list[str], keep_memory: bool = False) -> dict | None:
     """The anchor script's JSON; ``keep_memory``: its process keeps freed memory as momawb's do."""
     if not src or not script.exists():
         return None
-    env = {**os.environ, **(KEEP_MEMORY_ENV if keep_memory else {})}
+    env = {**os.environ, **(GLIBC_ENV if keep_memory else {})}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "out.json"
         subprocess.run([sys.executable, str(script), src, *args, "--json", str(path)], check=True,

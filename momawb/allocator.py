@@ -24,11 +24,13 @@ import ctypes.util
 import os
 import platform
 
-__all__ = ["keep_freed_memory"]
+__all__ = ["keep_freed_memory", "GLIBC_ENV"]
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3          # mallopt parameters (malloc.h)
 _KEEP = 2 ** 31 - 1                                      # bytes: mallopt takes a C int
 _MMAP_THRESHOLD = 32 * 2 ** 20                           # glibc's documented maximum on 64-bit
+#: the same settings as environment variables, for a process started from outside momawb
+GLIBC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(_KEEP), "MALLOC_MMAP_THRESHOLD_": str(_MMAP_THRESHOLD)}
 _state: bool | None = None
 
 
@@ -45,5 +47,5 @@ def keep_freed_memory() -> bool:
                 _state = bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and \
                     bool(libc.mallopt(_M_TRIM_THRESHOLD, _KEEP))
             except (OSError, AttributeError):
-                _state = False
+                pass                     # no usable mallopt: _state stays False
     return _state

@@ -45,7 +45,8 @@ from typing import Any, Mapping
 import yaml
 
 __all__ = ["ConfigError", "Config", "param", "register", "SECTIONS", "params_dir",
-           "read_preset", "load", "build", "check_value", "section_class", "preset_names", "unknown"]
+           "read_preset", "load", "build", "check_value", "section_class", "check_section", "preset_names",
+           "unknown"]
 
 PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
 
@@ -310,10 +311,15 @@ def unknown(names, allowed, what: str, source: str) -> ConfigError:
     return ConfigError(f"{source}: unknown {what} {', '.join(parts)}")
 
 
-def section_class(section: str) -> type[Config]:
+def check_section(section: str, source: str = "config") -> None:
+    """Raise ConfigError naming the nearest known section when ``section`` is not one."""
     if section not in SECTIONS:
-        raise ConfigError(f"{unknown([section], SECTIONS, 'section', 'config')}; known sections: "
+        raise ConfigError(f"{unknown([section], SECTIONS, 'section', source)}; known sections: "
                           f"{', '.join(sorted(SECTIONS))}")
+
+
+def section_class(section: str) -> type[Config]:
+    check_section(section)
     mod, name = SECTIONS[section].split(":")
     return getattr(importlib.import_module(mod), name)
 

@@ -217,8 +217,8 @@ class AgentMemory(nn.Module):
         z = self.embed(x).reshape(nb, b, length, e) + self.pos                      # (N, B, L, e)
         w = torch.bmm(self.embed.weight, self.qkv.weight)                            # (N, F, 3e)
         c = torch.baddbmm(self.qkv.bias, self.embed.bias + self.pos, self.qkv.weight).unsqueeze(1)  # (N, 1, L, 3e)
-        q, k, v = (torch.bmm(x, w[..., i * e:(i + 1) * e]).reshape(nb, b, length, e) + c[..., i * e:(i + 1) * e]
-                   for i in range(3))                                                # 3 x (N, B, L, e)
+        q, k, v = (torch.bmm(x, wi).reshape(nb, b, length, e) + ci
+                   for wi, ci in zip(w.split(e, -1), c.split(e, -1)))              # 3 x (N, B, L, e)
         att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(e), -1)              # (N, B, L, L)
         z = F.layer_norm(z + att @ v, (e,)) * self.norm_gain + self.norm_bias
         keys = torch.tanh(self.soft_key(z.reshape(nb, -1, e)))                       # (N, B*L, e)

@@ -105,9 +105,7 @@ def grid(methods: Sequence[str], datasets: Sequence[str], seeds: Iterable[int], 
 def _check_overrides(overrides: dict[str, dict] | None) -> None:
     from momawb import config as cfg
     for section, values in (overrides or {}).items():
-        if section not in cfg.SECTIONS:
-            raise cfg.ConfigError(f"{cfg.unknown([section], cfg.SECTIONS, 'section', 'overrides')}; sections: "
-                                  f"{', '.join(sorted(cfg.SECTIONS))}")
+        cfg.check_section(section, "overrides")
         if not isinstance(values, dict):
             raise cfg.ConfigError(f"overrides[{section!r}] must be a mapping of config keys, got {values!r}")
 
