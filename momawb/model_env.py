@@ -18,12 +18,12 @@ penalty (DESIGN.md, "known pitfalls").
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 
-__all__ = ["StepOut", "SimulatorEnv"]
+__all__ = ["StepOut", "SimulatorEnv", "OnDevice"]
 
 
 @dataclass
@@ -73,3 +73,25 @@ class SimulatorEnv:
                        not_terminal=~self._t(out.terminals, torch.bool), eps_r=zeros, eps_g=zeros.clone(),
                        aleatoric=zeros.clone(), qpos=self._t(out.qpos, torch.float64),
                        qvel=self._t(out.qvel, torch.float64))
+
+
+class OnDevice:
+    """A model env called on its own device, its `StepOut` brought back to the agents' device.
+
+    ``OnDevice(env, env_device, device).step(states, actions, generator, **sim)`` moves the
+    inputs (on ``device``) to ``env_device``, calls ``env.step`` and moves every tensor of the
+    result back; when the two devices are the same it calls ``env.step`` directly (no copies).
+    MOMA-PPO uses it when the world model was fitted on another device than the agents train on.
+    """
+
+    def __init__(self, env, env_device: torch.device | str, device: torch.device | str):
+        self.env, self.same = env, torch.device(env_device) == torch.device(device)
+        self.env_device, self.device = torch.device(env_device), torch.device(device)
+
+    def step(self, states, actions, generator=None, **sim) -> StepOut:
+        if self.same:
+            return self.env.step(states, actions, generator, **sim)
+        to = lambda t, dev: None if t is None else t.to(dev)  # noqa: E731
+        out = self.env.step(to(states, self.env_device), to(actions, self.env_device), generator,
+                            **{k: to(v, self.env_device) for k, v in sim.items()})
+        return StepOut(**{f.name: to(getattr(out, f.name), self.device) for f in fields(StepOut)})

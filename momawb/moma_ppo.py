@@ -19,8 +19,8 @@ simulator restarted from dataset states (``"simulator"``, Table 5), or the real 
 (``"online"``: plain MAPPO on ``n_envs`` PettingZoo envs in lockstep, used to train the
 Reacher expert teams). All three fill the same `Rollouts` (b, k) layout.
 
-Borrowed: `rollouts` (model and online collection), `nets.AgentEncoder` / `AgentPolicy` / `AgentMLP` /
-`Mixer` / `PolicyTeam` / `RunningNorm`,
+Borrowed: `moma_agents.MomaPPOAgents` (the networks: encoder and memory, policies, values,
+mixer), `rollouts` (model and online collection), `model_env` (where rollouts step),
 `loop.train_loop` (resume, NaN guard, tqdm, logs, eval), `evaluation.evaluate`.
 
 Choices where the paper is silent, and deviations from the released code
@@ -53,18 +53,17 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from momawb.config import Config, ConfigError, param, register
 from momawb.evaluation import evaluate
-from momawb.model_env import SimulatorEnv, StepOut
-from momawb.nets import (AgentEncoder, AgentMLP, AgentPolicy, Mixer, NormalizedEncoder, PolicyTeam, RunningNorm,
-                         clip_grad_norm_)
-from momawb.precision import PRECISIONS, adam, autocast
+from momawb.model_env import OnDevice, SimulatorEnv
+from momawb.moma_agents import MomaPPOAgents
+from momawb.nets import AgentPolicy, PolicyTeam, clip_grad_norm_
+from momawb.precision import PRECISIONS, adam
 from momawb.rollouts import OnlineCollector, Rollouts, model_rollouts, sample_starts
 from momawb.loop import iterate_minibatches, train_loop
 from momawb.runs import Run, pick_device
@@ -161,60 +160,6 @@ class MomaPPOConfig(Config):
     def segment_length(self) -> int:
         """Online mode: steps per env per iteration."""
         return max(1, self.transitions_per_update // self.n_envs)
-
-
-# ============================================================================ networks
-class MomaPPOAgents(nn.Module):
-    """Per-agent policies and values on a shared encoder, plus the QMIX-style mixer.
-
-    ``x = encoder(obs (B.., N, O), hist (B.., N, L, F) | None) -> (B.., N, D)``;
-    ``policy``: `nets.AgentPolicy` on x; ``value(x, states (B.., S)) -> (B..,)`` =
-    ``sum_i w_i(s) V_i(x^i) + b(s)`` (section 3). Policy and value share the memory module.
-    Opt-in (`MomaPPOConfig`): ``obs_norm`` standardises x's observations and the mixer's state;
-    ``value_norm`` makes `value` predict standardised returns (`returns` de-normalises).
-    """
-
-    def __init__(self, domain, cfg: MomaPPOConfig):
-        super().__init__()
-        n = domain.n_agents
-        self.feature_dim = domain.obs_dim + (domain.n_actions if domain.discrete else domain.act_dim)
-        enc_args = (n, domain.obs_dim, self.feature_dim, cfg.memory, cfg.memory_length, cfg.embed_dim)
-        self.encoder = NormalizedEncoder(*enc_args, clip=cfg.norm_clip) if cfg.obs_norm else AgentEncoder(*enc_args)
-        self.policy = AgentPolicy(n, self.encoder.out_dim, domain.act_dim, domain.n_actions, cfg.hidden)
-        if cfg.init_log_std != 0.0 and not domain.discrete:
-            with torch.no_grad():
-                self.policy.net.net.layers[-1].bias[..., domain.act_dim:] = cfg.init_log_std
-        self.values = AgentMLP(n, self.encoder.out_dim, 1, cfg.hidden)
-        self.mixer = Mixer(domain.state_dim, n, cfg.hidden)
-        if cfg.mixer_init_scale != 1.0:
-            with torch.no_grad():
-                self.mixer.net[-1].weight.mul_(cfg.mixer_init_scale)
-                self.mixer.net[-1].bias.mul_(cfg.mixer_init_scale)
-        self.state_norm = RunningNorm((domain.state_dim,), cfg.norm_clip) if cfg.obs_norm else None
-        self.value_norm = RunningNorm(()) if cfg.value_norm else None
-        self.precision = cfg.precision
-
-    def features(self, obs: torch.Tensor, hist: torch.Tensor | None) -> torch.Tensor:
-        """x = encoder(obs, hist) in the config's ``precision``, returned as float32."""
-        with autocast(self.precision, obs.device):
-            x = self.encoder(obs, hist)
-        return x.float()
-
-    def value(self, x: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
-        """The team value (standardised when ``value_norm``)."""
-        if self.state_norm is not None:
-            states = self.state_norm(states)
-        return self.mixer(self.values(x)[..., 0], states)
-
-    def returns(self, value: torch.Tensor) -> torch.Tensor:
-        """`value`'s output in return units."""
-        return value if self.value_norm is None else self.value_norm.denormalize(value)
-
-    def critic_parameters(self) -> list[nn.Parameter]:
-        return [*self.values.parameters(), *self.mixer.parameters()]
-
-    def team(self) -> PolicyTeam:
-        return PolicyTeam(self.encoder, self.policy)
 
 
 # ============================================================================ GAE with timeouts
@@ -429,7 +374,7 @@ def train(config: MomaPPOConfig, dataset, domain, run: Run, *, progress: bool = 
                          "(or use mode='online')")
     algo = MomaPPO(domain, cfg, device)
     collector = OnlineCollector(domain, cfg, run.np_rng, device) if cfg.mode == "online" else None
-    model_env = _OnDevice(env, getattr(env, "device", device), device) if cfg.mode != "online" else None
+    model_env = OnDevice(env, getattr(env, "device", device), device) if cfg.mode != "online" else None
     L = cfg.memory_length if cfg.memory else 0
 
     def update(step: int) -> dict[str, float]:
@@ -459,18 +404,3 @@ def train(config: MomaPPOConfig, dataset, domain, run: Run, *, progress: bool = 
                progress=progress)
     return algo.agents.team()
 
-
-class _OnDevice:
-    """Calls a model env on its own device and brings the `StepOut` back to the agents' device."""
-
-    def __init__(self, env, env_device: torch.device, device: torch.device):
-        self.env, self.same = env, torch.device(env_device) == torch.device(device)
-        self.env_device, self.device = torch.device(env_device), torch.device(device)
-
-    def step(self, states, actions, generator=None, **sim) -> StepOut:
-        if self.same:
-            return self.env.step(states, actions, generator, **sim)
-        to = lambda t, dev: None if t is None else t.to(dev)  # noqa: E731
-        out = self.env.step(to(states, self.env_device), to(actions, self.env_device), generator,
-                            **{k: to(v, self.env_device) for k, v in sim.items()})
-        return StepOut(**{f.name: to(getattr(out, f.name), self.device) for f in fields(StepOut)})

@@ -20,7 +20,8 @@ import torch
 from momawb.model_env import StepOut
 
 if TYPE_CHECKING:
-    from momawb.moma_ppo import MomaPPOAgents, MomaPPOConfig
+    from momawb.moma_agents import MomaPPOAgents
+    from momawb.moma_ppo import MomaPPOConfig
 
 __all__ = ["slide", "Rollouts", "sample_starts", "penalised_reward", "model_rollouts", "OnlineCollector"]
 

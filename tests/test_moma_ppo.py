@@ -382,7 +382,7 @@ STABILISERS = dict(obs_norm=True, value_norm=True, mixer_init_scale=0.1, critic_
 
 
 def test_running_norm_matches_moments_of_all_batches():
-    from momawb.moma_ppo import RunningNorm
+    from momawb.nets import RunningNorm
     g = torch.Generator().manual_seed(0)
     batches = [torch.randn(n, 2, 3, generator=g) * torch.tensor([1.0, 5.0, 0.1]) + 3 for n in (7, 50, 1, 200)]
     norm = RunningNorm((2, 3), clip=4.0)
@@ -402,7 +402,7 @@ def test_running_norm_matches_moments_of_all_batches():
 def test_running_norm_follows_its_buffers():
     """Its float32 moments are cached between updates: an update, a loaded state and a move
     must all show in the next forward pass."""
-    from momawb.moma_ppo import RunningNorm
+    from momawb.nets import RunningNorm
     norm, x = RunningNorm((3,)), torch.tensor([[1.0, 2.0, 3.0]])
     assert torch.equal(norm(x), x)
     norm.update(torch.tensor([[0.0, 0.0, 0.0], [2.0, 4.0, 6.0]]))           # mean (1, 2, 3)
