@@ -193,7 +193,11 @@ class AgentMemory(nn.Module):
     pair: ``W_q (W_e x + b_e + pos_l) + b_q = x (W_e W_q) + ((b_e + pos_l) W_q + b_q)``. The
     forward computes them that way, F x e multiply-adds per step and projection instead of
     e x e (F = |o| + |a|, 17 for partially observed Ant against e_h = 128; cheaper whenever
-    F < e_h, as in every momawb domain): the same function and parameters, other rounding.
+    F < e_h, as in every momawb domain). The layer norm's per-agent gain g and bias beta are
+    applied where they act on less: the soft keys are ``tanh(u (g W_k) + beta W_k)`` and, the
+    pooling weights summing to 1, the pooled output is ``(sum_l p_l u_l) g + beta`` (u: the
+    normalised rows), so the gained (B, L, e) activations are never formed. The same function
+    and parameters as the layer-by-layer computation, other rounding (tested in float64).
     """
 
     def __init__(self, n_agents: int, feature_dim: int, length: int = 10, embed_dim: int = 128):
@@ -220,10 +224,12 @@ class AgentMemory(nn.Module):
         q, k, v = (torch.bmm(x, wi).reshape(nb, b, length, e) + ci
                    for wi, ci in zip(w.split(e, -1), c.split(e, -1)))              # 3 x (N, B, L, e)
         att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(e), -1)              # (N, B, L, L)
-        z = F.layer_norm(z + att @ v, (e,)) * self.norm_gain + self.norm_bias
-        keys = torch.tanh(self.soft_key(z.reshape(nb, -1, e)))                       # (N, B*L, e)
+        u = F.layer_norm(z + att @ v, (e,))                # (N, B, L, e); z = u * gain + bias, never formed
+        gain, bias = self.norm_gain[:, 0], self.norm_bias[:, 0]                      # (N, 1, e)
+        key_weight = gain.transpose(1, 2) * self.soft_key.weight                     # (N, e, e)
+        keys = torch.tanh(torch.baddbmm(bias @ self.soft_key.weight, u.reshape(nb, -1, e), key_weight))  # (N, B*L, e)
         scores = torch.bmm(keys, self.soft_query).reshape(nb, b, length)             # (N, B, L)
-        pooled = (torch.softmax(scores, -1).unsqueeze(-1) * z).sum(-2)              # (N, B, e)
+        pooled = (torch.softmax(scores, -1).unsqueeze(-1) * u).sum(-2) * gain + bias  # (N, B, e)
         return pooled.transpose(0, 1).reshape(*lead, self.n, e)
 
 
