@@ -6,7 +6,9 @@ backward, in fp32 and under bf16 autocast; the forward's largest operators; and,
 Printed: ms per minibatch (median of ``--reps`` rounds of 10), ratios against fp32 eager and
 against the layer-by-layer layout the memory had before (q, k, v projected from the 128-wide
 embedding, e x 3e multiply-adds per step, instead of from the (o, a) pair through the product
-of the two weights, F x 3e; `layer_by_layer` below, the same parameters and function), the
+of the two weights, F x 3e; the layer norm's gain and bias applied to every (B, L, e) row
+instead of folded into the soft keys and the pooled output; `layer_by_layer` below, the same
+parameters and function), the
 forward's largest operators (torch's profiler on the module itself, so the split follows the
 code), and a plain bf16/fp32 ``torch.bmm`` of the world model's shape measured in the same run
 (the machine's matmul peak, for comparison).
