@@ -8,10 +8,10 @@ variant changed inside its rollouts, and which of the paper's conclusions a run 
 
 Every variant is MOMA-PPO with one line of overrides on its config sections (``moma_ppo`` or
 ``world_model``). The no-clipping variant changes only what `WorldModel.step` does with a
-prediction, so it shares the fitted ensemble (`momawb.sweep.fit_world_model_job`).
+prediction, so it shares the fitted ensemble (`momawb.jobs.fit_world_model_job`).
 
 Rollout statistics are measured during training (`momawb.rollouts.Rollouts.stats`, logged every
-``log_every`` iterations; `momawb.sweep.run_job` keeps their means in the row as ``rollouts``).
+``log_every`` iterations; `momawb.jobs.run_job` keeps their means in the row as ``rollouts``).
 
 Significance, two rules for two questions: per setting (the verdicts), Welch's t-test
 (``scipy.stats.ttest_ind``, unequal variances) of the variant's seeds against the reference's,

@@ -156,7 +156,8 @@ def estimate(jobs: Sequence, backend: str = "local", workers: int | None = None,
     greedy evaluations of ``job.eval_episodes`` episodes after training (2 when the notebook
     also labels the final episodes, as Reacher's conventions). See the module docstring."""
     from momawb import domains
-    from momawb.sweep import _fits, _wm_key, _world_model_config, needs_world_model, overlapped, tasks
+    from momawb.jobs import _world_model_config, needs_world_model
+    from momawb.sweep import _fits, _wm_key, overlapped, tasks
     from momawb.workers import makespan, threads_per_worker
     from momawb.train import METHODS, method_config
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from momawb import ablations, notebook, sweep
+from momawb import ablations, jobs, notebook, sweep
 from momawb.config import ConfigError
 from momawb.train import method_config
 
@@ -139,16 +139,16 @@ def test_a_diverged_variant_is_a_recorded_row_not_a_crash(tmp_path, monkeypatch)
     def boom(job, progress=False):
         raise TrainingDiverged("non-finite values at step 20", 20, run_dir)
 
-    monkeypatch.setattr(sweep, "_train", boom)
+    monkeypatch.setattr(jobs, "_train", boom)
     job = ablations.ablation_jobs(["no_clip"], "full-replay", [0], "ant", ["po"])[0]
-    row = sweep.run_job(job)
+    row = jobs.run_job(job)
     assert math.isnan(row["score"]) and row["diverged_step"] == 20 and row["curve"] == [(10, 0.2)]
     assert row["variant"] == "no_clip" and row["rollouts"]["eps_g"] == 1e9
     assert ablations.diverged([row]) == {("no_clip", "po"): [0]} and ablations.scored([row]) == []
     assert ablations.rollout_table([row]).rows[0][2] == "1 (1)"
     import dataclasses
     with pytest.raises(TrainingDiverged):
-        sweep.run_job(dataclasses.replace(job, on_diverge="raise"))
+        jobs.run_job(dataclasses.replace(job, on_diverge="raise"))
     import pickle
     err = pickle.loads(pickle.dumps(TrainingDiverged("x", 3, run_dir)))   # crosses the process pool
     assert (str(err), err.step, err.run_dir) == ("x", 3, run_dir)
