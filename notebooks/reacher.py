@@ -34,7 +34,7 @@
 # this preset, merged by run) and `tables/` (CSV, markdown, LaTeX).
 
 # %% tags=["parameters"]
-preset = "ci"  # ci (minutes, CI), cpu (about 2 h 15 min on 2 cores), gpu (paper scale), or your own
+preset = "ci"  # ci (minutes, CI), cpu (about 2 h on 2 cores), gpu (paper scale), or your own
 observation = ["fo", "independent", "leader"]  # observation settings (one name or a list)
 methods = ["iql", "maiql", "matd3bc", "ibc", "itd3bc", "icql", "iomar", "moma_ppo"]
 seeds = None  # None: the preset's (ci 1; cpu and gpu 3, as the paper)
