@@ -17,6 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from momawb import generate, sweep
+from momawb.jobs import generator_overrides
 from momawb.runs import outputs_root
 from momawb.workers import Task, makespan
 
@@ -62,7 +63,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     job = sweep.observation_grid(["ibc"], "expert-mix", [0], "reacher", ["fo"], notebook="reacher", preset="cpu")[0]
-    generate.named_dataset("reacher", "expert-mix", workers=args.workers, **sweep.generator_overrides(job))
+    generate.named_dataset("reacher", "expert-mix", workers=args.workers, **generator_overrides(job))
     print(f"dataset ready in {time.perf_counter() - t0:.0f} s (0 when cached)")
     over = scaled_overrides(args.scale)
     walls, rows = {}, {}

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from momawb import sweep
+from momawb.jobs import prepare_dataset_job
 from momawb.baselines.bc import build_bc
 from momawb.baselines.common import ReplaySampler
 from momawb.baselines.iql import build_iql
@@ -54,7 +55,7 @@ def job_seconds(method: str, root: str, seeds: range) -> float:
     for job in sweep.grid([method], ["neutral"], seeds, domain="game", notebook="coordination_game", preset="ci",
                           root=root, resample_data=True):
         t0 = time.perf_counter()
-        sweep.prepare_dataset_job(job)
+        prepare_dataset_job(job)
         if method == "moma_ppo":
             sweep.fit_world_model_job(job)
         sweep.run_job(job, threads=1)

@@ -51,7 +51,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_venv import ensure_reference_venv, run_reference  # noqa: E402
 
-from momawb import sweep  # noqa: E402
+from momawb.jobs import Job, job_setup  # noqa: E402
 from momawb.domains.joint import joint  # noqa: E402
 from momawb.evaluation import evaluate, mean_se  # noqa: E402
 from momawb.runs import outputs_root  # noqa: E402
@@ -137,9 +137,9 @@ def main(argv=None) -> None:
         overrides[key] = yaml.safe_load(value)
     torch.set_num_threads(1)       # both sides on one thread each: the same footing, and no oversubscription
 
-    job = sweep.Job("itd3bc", "expert-mix", domain="reacher", domain_kwargs=(("observation", "fo"),),
+    job = Job("itd3bc", "expert-mix", domain="reacher", domain_kwargs=(("observation", "fo"),),
                     notebook="reacher", preset=args.preset)
-    fo, ds = sweep.job_setup(job)     # the notebook's dataset at this preset (generated once, cached)
+    fo, ds = job_setup(job)     # the notebook's dataset at this preset (generated once, cached)
     out = outputs_root() / "crosscheck" / args.preset
     python = ensure_reference_venv(args.venv or outputs_root() / "venvs" / "d3rlpy")
     results = []

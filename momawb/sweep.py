@@ -5,13 +5,13 @@
     rows = sweep(jobs)                       # local process pool sized to the cores
     rows = sweep(jobs, backend="ray")        # Ray tasks on ray.init(address=...) (local if None)
 
-Every job (`momawb.jobs`: what one run is and does) is ``momawb.train.train``: it resumes from
-its checkpoint and skips training when its ``result.json`` exists, so a sweep interrupted at any
-point and started again skips finished jobs and resumes unfinished ones. Datasets are generated
-first, each once; MOMA-PPO's world models are fitted once per dataset (PAPER.md: shared by all
-seeds and observation settings), each before the MOMA-PPO jobs that use it, so parallel jobs
-never race on one (`momawb.workers` runs them). This module decides the order; `momawb.jobs`
-holds the grids and what one job does.
+Every job (`momawb.jobs`) is ``momawb.train.train``: it resumes from its checkpoint and skips
+training when its ``result.json`` exists, so a sweep interrupted at any point and started again
+skips finished jobs and resumes unfinished ones. Datasets are generated first, each once;
+MOMA-PPO's world models are fitted once per dataset (PAPER.md: shared by all seeds and
+observation settings), each before the MOMA-PPO jobs that use it, so parallel jobs never race
+on one (`momawb.workers` runs them). This module decides the order; `momawb.jobs` holds the
+grids and what one job does.
 The rows go to a notebook's ``results.json`` through `momawb.results`.
 """
 from __future__ import annotations

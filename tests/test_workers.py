@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from momawb import sweep
+from momawb.jobs import needs_world_model
 from momawb.workers import Task, makespan, run_tasks
 
 
@@ -80,7 +81,7 @@ def test_only_model_based_moma_ppo_waits_for_a_world_model():
     model = sweep.grid(["moma_ppo", "ibc"], ["neutral"], [0], notebook="coordination_game", preset="ci")
     sim = sweep.grid(["moma_ppo"], ["neutral"], [0], notebook="coordination_game", preset="ci",
                      overrides={"moma_ppo": {"mode": "simulator"}}, variant="simulator")
-    assert [sweep.needs_world_model(j) for j in model + sim] == [True, False, False]
+    assert [needs_world_model(j) for j in model + sim] == [True, False, False]
     tasks = sweep.tasks(model + sim)
     assert len(tasks) == 4 and tasks[0].key is not None                 # one world model, three jobs
     assert [t.needs is not None for t in tasks[1:]] == [True, False, False]
