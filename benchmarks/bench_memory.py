@@ -4,14 +4,15 @@ backward, in fp32 and under bf16 autocast; the forward's largest operators; and,
 ``--compile``, the same module through ``torch.compile`` (inductor; needs a C++ compiler).
 
 Printed: ms per minibatch (median of ``--reps`` rounds of 10), ratios against fp32 eager and
-against the layer-by-layer layout the memory had before (q, k, v projected from the 128-wide
-embedding, e x 3e multiply-adds per step, instead of from the (o, a) pair through the product
-of the two weights, F x 3e; the layer norm's gain and bias applied to every (B, L, e) row
-instead of folded into the soft keys and the pooled output; `layer_by_layer` below, the same
-parameters and function), the
-forward's largest operators (torch's profiler on the module itself, so the split follows the
-code), and a plain bf16/fp32 ``torch.bmm`` of the world model's shape measured in the same run
-(the machine's matmul peak, for comparison).
+against the two layouts the memory had before, timed in the same run (the same parameters and
+function): `layer_by_layer` (q, k, v projected from the 128-wide embedding, the layer norm's
+gain and bias applied to every (B, L, e) row) and `projected` (2026-12-03 to 12-04: q, k, v
+from the (o, a) pair through the product of the two weights, F x 3e multiply-adds per step,
+the gain and bias folded into the soft keys and the pooled output; the current layout forms no
+q, k, v at all); the forward's largest operators (torch's profiler on the module itself, so
+the split follows the code); the soft-key layer's rate (the one 128-wide product left) beside a
+plain bf16/fp32 ``torch.bmm`` of the world model's shape measured in the same run (the
+machine's matmul peak, for comparison).
 
 Usage: python benchmarks/bench_memory.py [--reps 5] [--compile]
 Timings on a shared machine are noisy: read the ratios, and rerun.
@@ -51,8 +52,8 @@ def forward_backward(memory, forward, hist, precision: str):
 
 
 def layer_by_layer(m: AgentMemory, hist: torch.Tensor) -> torch.Tensor:
-    """The memory's forward as it was before (batched like it): embed, add the positional
-    encoding, then q, k, v from the embedding. The baseline of the ratio printed."""
+    """The memory's forward as it was first (batched like it): embed, add the positional
+    encoding, then q, k, v from the embedding. The first baseline of the ratios printed."""
     x = hist.reshape(-1, m.n, m.length, hist.shape[-1]).transpose(0, 1)
     nb, b = x.shape[0], x.shape[1]
     z = m.embed(x.reshape(nb, b * m.length, -1)).reshape(nb, b, m.length, m.e) + m.pos
@@ -63,6 +64,27 @@ def layer_by_layer(m: AgentMemory, hist: torch.Tensor) -> torch.Tensor:
     scores = torch.bmm(keys, m.soft_query).reshape(nb, b, m.length)
     pooled = (torch.softmax(scores, -1).unsqueeze(-1) * z).sum(-2)
     return pooled.transpose(0, 1).reshape(*hist.shape[:-3], m.n, m.e)
+
+
+def projected(m: AgentMemory, hist: torch.Tensor) -> torch.Tensor:
+    """The memory's forward as it was before this layout: q, k, v (each (N, B, L, e)) from the
+    (o, a) pair through the product of the embedding and projection weights, the attention
+    products on them, and the layer norm's gain and bias folded. The second baseline."""
+    x = hist.reshape(-1, m.n, m.length, hist.shape[-1]).transpose(0, 1)
+    nb, b, e, length = x.shape[0], x.shape[1], m.e, m.length
+    x = x.reshape(nb, b * length, -1)
+    z = m.embed(x).reshape(nb, b, length, e) + m.pos
+    w = torch.bmm(m.embed.weight, m.qkv.weight)
+    c = torch.baddbmm(m.qkv.bias, m.embed.bias + m.pos, m.qkv.weight).unsqueeze(1)
+    q, k, v = (torch.bmm(x, wi).reshape(nb, b, length, e) + ci for wi, ci in zip(w.split(e, -1), c.split(e, -1)))
+    att = torch.softmax(q @ k.transpose(-1, -2) / e ** 0.5, -1)
+    u = torch.nn.functional.layer_norm(z + att @ v, (e,))
+    gain, bias = m.norm_gain[:, 0], m.norm_bias[:, 0]
+    keys = torch.tanh(torch.baddbmm(bias @ m.soft_key.weight, u.reshape(nb, -1, e),
+                                    gain.transpose(1, 2) * m.soft_key.weight))
+    scores = torch.bmm(keys, m.soft_query).reshape(nb, b, length)
+    pooled = (torch.softmax(scores, -1).unsqueeze(-1) * u).sum(-2) * gain + bias
+    return pooled.transpose(0, 1).reshape(*hist.shape[:-3], m.n, e)
 
 
 def forward_ops(m: AgentMemory, hist: torch.Tensor, precision: str, reps: int, top: int = 8) -> list[tuple[str, float]]:
@@ -80,13 +102,12 @@ def forward_ops(m: AgentMemory, hist: torch.Tensor, precision: str, reps: int, t
             for e in rows[:top]]
 
 
-def projection_gflops(m: AgentMemory, precision: str, reps: int) -> float:
-    """GFLOP/s of the memory's 128-wide layers (q, k, v as `layer_by_layer` runs them, and the
-    soft keys) on one minibatch's rows."""
-    z = torch.randn(N, B * L, E)
+def soft_key_gflops(m: AgentMemory, precision: str, reps: int) -> float:
+    """GFLOP/s of the memory's one 128-wide layer (the soft keys) on one minibatch's rows."""
+    u = torch.randn(N, B * L, E)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-        t = median_ms(lambda: (m.qkv(z), m.soft_key(z)), reps)
-    return 2 * N * B * L * E * (3 * E + E) / t / 1e6
+        t = median_ms(lambda: m.soft_key(u), reps)
+    return 2 * N * B * L * E * E / t / 1e6
 
 
 def bmm_gflops(dtype: torch.dtype, reps: int, shape=(7, 256, 1024, 1024)) -> float:
@@ -109,14 +130,14 @@ def main() -> None:
     print("  plain bmm 7 x (256 x 1024 x 1024): " + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in peak.items()))
     base = None
     for precision in ("fp32", "bf16"):
-        old = median_ms(forward_backward(m, lambda h: layer_by_layer(m, h), hist, precision), args.reps)
+        first = median_ms(forward_backward(m, lambda h: layer_by_layer(m, h), hist, precision), args.reps)
+        before = median_ms(forward_backward(m, lambda h: projected(m, h), hist, precision), args.reps)
         ms = median_ms(forward_backward(m, m, hist, precision), args.reps)
         base = base or ms
-        print(f"\n  {precision}: forward + backward {ms:.1f} ms ({base / ms:.2f}x fp32 eager; layer by layer "
-              f"{old:.1f} ms, so {old / ms:.2f}x faster)")
-        rate = projection_gflops(m, precision, args.reps)
-        print(f"    its projections (q, k, v and soft keys, {N} x {B * L} rows): {rate:.0f} GFLOP/s "
-              f"(plain bmm {peak[precision]:.0f})")
+        print(f"\n  {precision}: forward + backward {ms:.1f} ms ({base / ms:.2f}x fp32 eager); layer by layer "
+              f"{first:.1f} ms ({first / ms:.2f}x), projected {before:.1f} ms ({before / ms:.2f}x)")
+        rate = soft_key_gflops(m, precision, args.reps)
+        print(f"    its soft keys ({N} x {B * L} rows, 128 x 128): {rate:.0f} GFLOP/s (plain bmm {peak[precision]:.0f})")
         ops = forward_ops(m, hist, precision, args.reps)
         print("    forward, its largest operators (ms per forward, profiled):")
         for name, t in ops:

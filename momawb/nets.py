@@ -189,15 +189,19 @@ class AgentMemory(nn.Module):
     normally-initialised soft-queries, softmax over the L steps). Padded steps are zero rows,
     as in the paper (no mask). All agents run in the same batched matmuls.
 
-    The query, key and value projections act on the embedding, which is linear in the (o, a)
-    pair: ``W_q (W_e x + b_e + pos_l) + b_q = x (W_e W_q) + ((b_e + pos_l) W_q + b_q)``. The
-    forward computes them that way, F x e multiply-adds per step and projection instead of
-    e x e (F = |o| + |a|, 17 for partially observed Ant against e_h = 128; cheaper whenever
-    F < e_h, as in every momawb domain). The layer norm's per-agent gain g and bias beta are
-    applied where they act on less: the soft keys are ``tanh(u (g W_k) + beta W_k)`` and, the
-    pooling weights summing to 1, the pooled output is ``(sum_l p_l u_l) g + beta`` (u: the
-    normalised rows), so the gained (B, L, e) activations are never formed. The same function
-    and parameters as the layer-by-layer computation, other rounding (tested in float64).
+    Computed without forming q, k and v. The embedding is affine in the (o, a) pair x_l and the
+    step l, so with the augmented row ``x~_l = [x_l, onehot(l)]`` (F + L wide; F = |o| + |a|) it
+    is ``z_l = x~_l W_z``, ``W_z = [W_e; b_e + pos]``, and each projection is ``x~_l W~`` with
+    ``W~ = W_z W + [0; 1 b]`` ((F + L) x e). Then the attention logits are
+    ``q_l . k_m = x~_l (W~_q W~_k^T) x~_m^T``, an (F + L) x (F + L) bilinear form, and the skip
+    connection plus the attended values is ``z + att v = [x~, att x~] [W_z; W~_v]``, one product
+    of 2 (F + L) inputs (partially observed Ant: 27 and 54 against e_h = 128; cheaper while
+    F + L is well under e_h, as in every momawb domain). The layer norm's per-agent gain g and
+    bias beta are applied where they act on less: the soft keys are ``tanh(u (g W_k) + beta W_k)``
+    and, the pooling weights summing to 1, the pooled output is ``(sum_l p_l u_l) g + beta`` (u:
+    the normalised rows). The same function and parameters as the layer-by-layer computation,
+    other rounding (tested in float64); the only (B, L, e) activations formed are the layer
+    norm's input and output and the soft keys.
     """
 
     def __init__(self, n_agents: int, feature_dim: int, length: int = 10, embed_dim: int = 128):
@@ -214,23 +218,26 @@ class AgentMemory(nn.Module):
     def forward(self, hist: torch.Tensor) -> torch.Tensor:
         assert hist.shape[-2] == self.length and hist.shape[-3] == self.n, \
             f"history must be (B..., {self.n}, {self.length}, F), got {tuple(hist.shape)}"
-        lead, e, length = hist.shape[:-3], self.e, self.length
-        x = hist.reshape(-1, self.n, length, hist.shape[-1]).transpose(0, 1)         # (N, B, L, F)
+        lead, e, length, feat = hist.shape[:-3], self.e, self.length, hist.shape[-1]
+        x = hist.reshape(-1, self.n, length, feat).transpose(0, 1)                  # (N, B, L, F)
         nb, b = x.shape[0], x.shape[1]
-        x = x.reshape(nb, b * length, -1)
-        z = self.embed(x).reshape(nb, b, length, e) + self.pos                      # (N, B, L, e)
-        w = torch.bmm(self.embed.weight, self.qkv.weight)                            # (N, F, 3e)
-        c = torch.baddbmm(self.qkv.bias, self.embed.bias + self.pos, self.qkv.weight).unsqueeze(1)  # (N, 1, L, 3e)
-        q, k, v = (torch.bmm(x, wi).reshape(nb, b, length, e) + ci
-                   for wi, ci in zip(w.split(e, -1), c.split(e, -1)))              # 3 x (N, B, L, e)
-        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(e), -1)              # (N, B, L, L)
-        u = F.layer_norm(z + att @ v, (e,))                # (N, B, L, e); z = u * gain + bias, never formed
+        steps = torch.eye(length, dtype=x.dtype, device=x.device).expand(nb, b, length, length)
+        xs = torch.cat([x, steps], -1).reshape(nb * b, length, feat + length)       # x~: (N*B, L, F+L)
+        w_z = torch.cat([self.embed.weight, self.embed.bias + self.pos], 1)          # (N, F+L, e)
+        w_qkv = torch.bmm(w_z, self.qkv.weight) + F.pad(self.qkv.bias.expand(-1, length, -1), (0, 0, feat, 0))
+        w_q, w_k, w_v = w_qkv.split(e, -1)                                            # 3 x (N, F+L, e)
+        logit_form = torch.bmm(w_q, w_k.transpose(1, 2)) / math.sqrt(e)              # (N, F+L, F+L)
+        rows = xs.reshape(nb, b * length, -1)                                         # (N, B*L, F+L)
+        logits = torch.bmm(torch.bmm(rows, logit_form).reshape(nb * b, length, -1), xs.transpose(1, 2))
+        att = torch.softmax(logits, -1)                                               # (N*B, L, L)
+        mixed = torch.cat([rows, torch.bmm(att, xs).reshape(nb, b * length, -1)], -1)  # [x~, att x~]
+        u = F.layer_norm(torch.bmm(mixed, torch.cat([w_z, w_v], 1)), (e,))          # (N, B*L, e)
         gain, bias = self.norm_gain[:, 0], self.norm_bias[:, 0]                      # (N, 1, e)
         key_weight = gain.transpose(1, 2) * self.soft_key.weight                     # (N, e, e)
-        keys = torch.tanh(torch.baddbmm(bias @ self.soft_key.weight, u.reshape(nb, -1, e), key_weight))  # (N, B*L, e)
+        keys = torch.tanh(torch.baddbmm(bias @ self.soft_key.weight, u, key_weight))  # (N, B*L, e)
         scores = torch.bmm(keys, self.soft_query).reshape(nb, b, length)             # (N, B, L)
-        pooled = (torch.softmax(scores, -1).unsqueeze(-1) * u).sum(-2) * gain + bias  # (N, B, e)
-        return pooled.transpose(0, 1).reshape(*lead, self.n, e)
+        pooled = (torch.softmax(scores, -1).unsqueeze(-1) * u.reshape(nb, b, length, e)).sum(-2) * gain + bias
+        return pooled.transpose(0, 1).reshape(*lead, self.n, e)                      # (B..., N, e)
 
 
 class AgentEncoder(nn.Module):

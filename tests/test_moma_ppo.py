@@ -169,8 +169,9 @@ def reference_memory(mem, hist: torch.Tensor) -> torch.Tensor:
 
 
 def test_memory_equals_the_layer_by_layer_computation_with_its_gradients():
-    """The memory computes q, k, v from (o, a) through the product of the embedding and projection
-    weights (nets.AgentMemory): the same function and gradients as embedding first."""
+    """The memory never forms q, k and v (its logits are a bilinear form of the (o, a, step) rows,
+    its values enter through att x~; nets.AgentMemory): the same function and gradients as
+    embedding first."""
     torch.manual_seed(0)
     dom = Domain("toy", "t", 3, 5, np.array([[0, 1], [2, 3], [4, -1]]), 2, None, 10, (0.0, 1.0))
     agents, _ = _agents(dom, memory=True, memory_length=4)
