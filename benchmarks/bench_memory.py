@@ -137,7 +137,8 @@ def main() -> None:
         print(f"\n  {precision}: forward + backward {ms:.1f} ms ({base / ms:.2f}x fp32 eager); layer by layer "
               f"{first:.1f} ms ({first / ms:.2f}x), projected {before:.1f} ms ({before / ms:.2f}x)")
         rate = soft_key_gflops(m, precision, args.reps)
-        print(f"    its soft keys ({N} x {B * L} rows, 128 x 128): {rate:.0f} GFLOP/s (plain bmm {peak[precision]:.0f})")
+        print(f"    its soft keys ({N} x {B * L} rows, {E} x {E}): {rate:.0f} GFLOP/s "
+              f"(plain bmm {peak[precision]:.0f})")
         ops = forward_ops(m, hist, precision, args.reps)
         print("    forward, its largest operators (ms per forward, profiled):")
         for name, t in ops:

@@ -15,7 +15,7 @@ timed in the same run by their anchor scripts (``../shared/anchors/``, their cod
    timing part 2's iteration (fp32) at the same time, for K in ``--concurrent`` (default 1,2,4):
    the median iteration of each and the throughput against one run alone.
 
-    python benchmarks/bench_speed.py --okit-src DIR --moma-src DIR [--anchors ../shared/anchors] [--quick]
+    python benchmarks/bench_speed.py --okit-src DIR --moma-src DIR [--anchors ../shared/anchors] [--quick] [--rounds 3]
     python benchmarks/bench_speed.py --device cuda --parts 1,2,3      # issue 19's GPU rows, one script
 
 ``--device cuda`` times on the GPU (a CUDA synchronisation closes every timed interval) with the
@@ -28,7 +28,9 @@ anchors run as released, or with the same glibc setting under ``--anchors-keep-m
 
 ``--okit-src`` / ``--moma-src``: extracted source trees as the anchors' headers say (e.g.
 ``git --git-dir=<mirror> archive HEAD | tar -x -C DIR``); without them only momawb is timed.
-Run it on an otherwise idle machine; the ratios are what to read.
+Run it on an otherwise idle machine; the ratios are what to read. ``--rounds R`` alternates the
+anchor and momawb R times and ends with the median of the per-round ratios: on a shared host,
+whose speed drifts between minutes, that is the figure to quote.
 """
 from __future__ import annotations
 
@@ -183,6 +185,9 @@ def main() -> None:
     ap.add_argument("--moma-src", default=None, help="extracted moma-ppo tree")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
     ap.add_argument("--nll-steps", type=int, default=500)
+    ap.add_argument("--rounds", type=int, default=1, help="parts 1 and 2: alternate the anchor and momawb this many "
+                    "times and print the median of the per-round ratios (this shared host's speed drifts by tens "
+                    "of per cent between minutes)")
     ap.add_argument("--parts", default="1,2", help="which parts to run: 1 (world model), 2 (MOMA-PPO iteration), "
                     "3 (several MOMA-PPO runs at once)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (the anchors run only on cpu)")
@@ -206,17 +211,25 @@ def main() -> None:
           f"momawb keeps freed memory (momawb.allocator): {'yes' if kept else 'no'}; the anchors: "
           f"{'yes' if args.anchors_keep_memory else 'no (as released)'}")
     parts = set(args.parts.split(","))
-    if "1" in parts:
-        with tempfile.TemporaryDirectory() as root:
-            part1(args, anchors, reps, root, device)
-    if "2" in parts:
-        part2(args, anchors, reps, device)
+    ratios: dict[str, list[float]] = {}          # "what, setting" -> the anchor / momawb ratio of each round
+    for r in range(args.rounds):
+        if args.rounds > 1 and parts & {"1", "2"}:
+            print(f"\n=== round {r + 1} of {args.rounds}")
+        if "1" in parts:
+            with tempfile.TemporaryDirectory() as root:
+                part1(args, anchors, reps, root, device, ratios, nll=r == 0)
+        if "2" in parts:
+            part2(args, anchors, reps, device, ratios)
+    if args.rounds > 1 and ratios:
+        print(f"\nratios against the anchors over {args.rounds} rounds (each taken within its round): median (min-max)")
+        for key, xs in ratios.items():
+            print(f"  {key:52s} {np.median(xs):.2f}x ({min(xs):.2f}-{max(xs):.2f}x)")
     if "3" in parts:
         part3(args, reps)
 
-
-def part1(args, anchors: Path, reps: int, root: str, device: torch.device) -> None:
-    """World-model update per precision beside OfflineRL-Kit's, and the validation NLL each reaches."""
+def part1(args, anchors: Path, reps: int, root: str, device: torch.device, ratios: dict, nll: bool = True) -> None:
+    """World-model update per precision beside OfflineRL-Kit's (each ratio appended to ``ratios``),
+    and, with ``nll``, the validation NLL each reaches."""
     data = synthetic()
     dom = make("ant", observation="fo").for_dataset(data)
     print(f"\n1. world-model update (7 members, batch 256, {device.type}), ms/step")
@@ -231,14 +244,19 @@ def part1(args, anchors: Path, reps: int, root: str, device: torch.device) -> No
         print(f"  4 x {width}" + (f": OfflineRL-Kit EnsembleDynamics.learn {ref:.1f} ms" if ref else ""))
         for name, ms in ours.items():
             vs = f", {ref / ms:.2f}x OfflineRL-Kit" if ref else ""
+            if ref:
+                ratios.setdefault(f"world model 4 x {width}, {name}", []).append(ref / ms)
             print(f"    momawb {name:36s} {ms:8.2f} ms  ({ours['fp32'] / ms:.2f}x fp32{vs})")
-    nll = validation_nll(synthetic(20_000, seed=1), dom, args.nll_steps, root, device)
+    if not nll:
+        return
+    nlls = validation_nll(synthetic(20_000, seed=1), dom, args.nll_steps, root, device)
     print(f"  validation NLL after {args.nll_steps} steps (4 x 200, lr 1e-3, same data and seed): "
-          + ", ".join(f"{k} {v:.4f}" for k, v in nll.items()))
+          + ", ".join(f"{k} {v:.4f}" for k, v in nlls.items()))
 
 
-def part2(args, anchors: Path, reps: int, device: torch.device) -> None:
-    """One MOMA-PPO iteration per precision beside the released code's (rollouts + GAE + update)."""
+def part2(args, anchors: Path, reps: int, device: torch.device, ratios: dict) -> None:
+    """One MOMA-PPO iteration per precision beside the released code's (rollouts + GAE + update);
+    each ratio appended to ``ratios``."""
     print(f"\n2. one MOMA-PPO iteration, PO Ant, memory on, WM 4 x 1024, 2,000 transitions (k = 10), "
           f"{device.type}, s")
     official = anchor(anchors / "official_moma_ppo_bench.py", args.moma_src, ["--reps", str(reps)],
@@ -257,6 +275,8 @@ def part2(args, anchors: Path, reps: int, device: torch.device) -> None:
     ours = moma_ppo_iteration(synthetic(), reps, device)
     for name, t in ours.items():
         vs = f", {ref / t['iteration']:.2f}x the released code" if ref else ""
+        if ref:
+            ratios.setdefault(f"MOMA-PPO iteration, {name}", []).append(ref / t["iteration"])
         print(f"  momawb {name:18s} {t['iteration']:.3f} s ({t['transitions']} transitions: rollouts "
               f"{t['rollouts']:.3f}, update {t['update']:.3f}; "
               f"{ours['fp32']['iteration'] / t['iteration']:.2f}x fp32{vs})")
