@@ -10,7 +10,7 @@ gain and bias applied to every (B, L, e) row) and `projected` (2026-12-03 to 12-
 from the (o, a) pair through the product of the two weights, F x 3e multiply-adds per step,
 the gain and bias folded into the soft keys and the pooled output; the current layout forms no
 q, k, v at all); the forward's largest operators (torch's profiler on the module itself, so
-the split follows the code); the soft-key layer's rate (the one 128-wide product left) beside a
+the split follows the code); the soft-key layer's rate (the one e x e product left) beside a
 plain bf16/fp32 ``torch.bmm`` of the world model's shape measured in the same run (the
 machine's matmul peak, for comparison).
 
@@ -135,7 +135,7 @@ def main() -> None:
         ms = median_ms(forward_backward(m, m, hist, precision), args.reps)
         base = base or ms
         print(f"\n  {precision}: forward + backward {ms:.1f} ms ({base / ms:.2f}x fp32 eager); layer by layer "
-              f"{first:.1f} ms ({first / ms:.2f}x), projected {before:.1f} ms ({before / ms:.2f}x)")
+              f"{first:.1f} ms and projected {before:.1f} ms, so {first / ms:.2f}x and {before / ms:.2f}x faster")
         rate = soft_key_gflops(m, precision, args.reps)
         print(f"    its soft keys ({N} x {B * L} rows, {E} x {E}): {rate:.0f} GFLOP/s "
               f"(plain bmm {peak[precision]:.0f})")

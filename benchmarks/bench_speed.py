@@ -197,6 +197,8 @@ def main() -> None:
                          "(momawb.allocator), to tell that setting's share of the ratios apart")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)   # one run of part 3
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error(f"--rounds must be at least 1, got {args.rounds}")
     reps = 2 if args.quick else 5
     kept = keep_freed_memory()         # as every momawb trainer does (loop.train_loop)
     device = torch.device(args.device)
@@ -226,6 +228,7 @@ def main() -> None:
             print(f"  {key:52s} {np.median(xs):.2f}x ({min(xs):.2f}-{max(xs):.2f}x)")
     if "3" in parts:
         part3(args, reps)
+
 
 def part1(args, anchors: Path, reps: int, root: str, device: torch.device, ratios: dict, nll: bool = True) -> None:
     """World-model update per precision beside OfflineRL-Kit's (each ratio appended to ``ratios``),

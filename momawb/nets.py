@@ -200,8 +200,8 @@ class AgentMemory(nn.Module):
     bias beta are applied where they act on less: the soft keys are ``tanh(u (g W_k) + beta W_k)``
     and, the pooling weights summing to 1, the pooled output is ``(sum_l p_l u_l) g + beta`` (u:
     the normalised rows). The same function and parameters as the layer-by-layer computation,
-    other rounding (tested in float64); the only (B, L, e) activations formed are the layer
-    norm's input and output and the soft keys.
+    other rounding (tested in float64); the (B, L, e) activations formed are the layer norm's
+    input and output, the soft keys before and after the tanh, and the pooling product.
     """
 
     def __init__(self, n_agents: int, feature_dim: int, length: int = 10, embed_dim: int = 128):
@@ -216,8 +216,8 @@ class AgentMemory(nn.Module):
         self.register_buffer("pos", positional_encoding(length, embed_dim), persistent=False)
 
     def forward(self, hist: torch.Tensor) -> torch.Tensor:
-        assert hist.shape[-2] == self.length and hist.shape[-3] == self.n, \
-            f"history must be (B..., {self.n}, {self.length}, F), got {tuple(hist.shape)}"
+        assert hist.shape[-3:] == (self.n, self.length, self.embed.in_dim), \
+            f"history must be (B..., {self.n}, {self.length}, {self.embed.in_dim}), got {tuple(hist.shape)}"
         lead, e, length, feat = hist.shape[:-3], self.e, self.length, hist.shape[-1]
         x = hist.reshape(-1, self.n, length, feat).transpose(0, 1)                  # (N, B, L, F)
         nb, b = x.shape[0], x.shape[1]

@@ -11,6 +11,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from momawb import config as cfgmod
+from momawb import nets
 from momawb.domains import Domain, game
 from momawb.evaluation import evaluate
 from momawb.generate import game_dataset
@@ -187,6 +188,13 @@ def test_memory_equals_the_layer_by_layer_computation_with_its_gradients():
     g_ref = torch.autograd.grad(ref.pow(2).sum(), list(mem.parameters()))
     for (name, _), a, b in zip(mem.named_parameters(), g_ours, g_ref):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=lambda m: f"{name}: {m}")
+
+
+def test_memory_names_a_history_of_the_wrong_shape():
+    mem = nets.AgentMemory(4, 17, 10, 8)
+    with pytest.raises(AssertionError, match=r"history must be \(B\.\.\., 4, 10, 17\), got \(2, 4, 10, 18\)"):
+        mem(torch.randn(2, 4, 10, 18))
+    assert mem(torch.randn(2, 3, 4, 10, 17)).shape == (2, 3, 4, 8)     # any leading batch dims
 
 
 def test_memory_is_sensitive_to_history_order():
