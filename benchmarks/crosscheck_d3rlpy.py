@@ -138,8 +138,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)       # both sides on one thread each: the same footing, and no oversubscription
 
     job = Job("itd3bc", "expert-mix", domain="reacher", domain_kwargs=(("observation", "fo"),),
-                    notebook="reacher", preset=args.preset)
-    fo, ds = job_setup(job)     # the notebook's dataset at this preset (generated once, cached)
+              notebook="reacher", preset=args.preset)
+    fo, ds = job_setup(job)           # the notebook's dataset at this preset (generated once, cached)
     out = outputs_root() / "crosscheck" / args.preset
     python = ensure_reference_venv(args.venv or outputs_root() / "venvs" / "d3rlpy")
     results = []
@@ -170,7 +170,7 @@ def main(argv=None) -> None:
                       f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
     name = "results.json" if not overrides else "results-" + "-".join(f"{k}={v}" for k, v in overrides.items()) + ".json"
     (out / name).write_text(json.dumps(results, indent=1))
-    print(f"\n| setting | algorithm | steps | momawb | d3rlpy | difference | Welch p | wall s (momawb run / d3rlpy fit) |")
+    print("\n| setting | algorithm | steps | momawb | d3rlpy | difference | Welch p | wall s (momawb run / d3rlpy fit) |")
     print("|---|---|---|---|---|---|---|---|")
     for setting in args.settings:
         for algo in args.algos:
