@@ -19,9 +19,11 @@ timed in the same run by their anchor scripts (``../shared/anchors/``, their cod
     python benchmarks/bench_speed.py --device cuda --parts 1,2,3      # issue 19's GPU rows, one script
 
 ``--device cuda`` times on the GPU (a CUDA synchronisation closes every timed interval) with the
-CUDA settings: fp32, tf32, bf16, tf32 + fused Adam and, for the world model, tf32 + fused Adam +
-``sampling: device`` (minibatches drawn on the GPU, no host read per step). The anchors are
-CPU code and run only with the default ``--device cpu``.
+CUDA settings: fp32, tf32, bf16, tf32 + fused Adam, each step replayed as a CUDA graph
+(``cuda_graph: true``, `momawb.cuda_graphs`) in tf32 and bf16 and, for the world model, tf32 +
+fused Adam + ``sampling: device`` (minibatches drawn on the GPU, no host read per step), which the
+graphs need. Part 3 times fp32 and, on CUDA, the tf32 graph setting. The anchors are CPU code and
+run only with the default ``--device cpu``.
 
 momawb's side keeps freed memory as its trainers do (`momawb.allocator`, fewer page faults); the
 anchors run as released, or with the same glibc setting under ``--anchors-keep-memory``.
@@ -58,10 +60,22 @@ from momawb.world_model import GaussianEnsemble, WorldModel, WorldModelConfig
 S, A = 27, 8
 SETTINGS = {"fp32": {}, "fp32 + fused Adam": {"fused_adam": True}, "bf16": {"precision": "bf16"},
             "bf16 + fused Adam": {"precision": "bf16", "fused_adam": True}}
+GRAPH = "tf32 + fused Adam + CUDA graph"
 CUDA_SETTINGS = {"fp32": {}, "tf32": {"precision": "tf32"}, "bf16": {"precision": "bf16"},
-                 "tf32 + fused Adam": {"precision": "tf32", "fused_adam": True}}
-CUDA_WM_SETTINGS = {**CUDA_SETTINGS, "tf32 + fused Adam + device sampling":
-                    {"precision": "tf32", "fused_adam": True, "sampling": "device"}}
+                 "tf32 + fused Adam": {"precision": "tf32", "fused_adam": True},
+                 "fp32 + fused Adam + CUDA graph": {"fused_adam": True, "cuda_graph": True},
+                 GRAPH: {"precision": "tf32", "fused_adam": True, "cuda_graph": True},
+                 "bf16 + fused Adam + CUDA graph": {"precision": "bf16", "fused_adam": True, "cuda_graph": True}}
+_DEVICE = {"sampling": "device"}
+CUDA_WM_SETTINGS = {"fp32": {}, "tf32": {"precision": "tf32"}, "bf16": {"precision": "bf16"},
+                    "tf32 + fused Adam": {"precision": "tf32", "fused_adam": True},
+                    "fp32 + device sampling": _DEVICE,
+                    "tf32 + fused Adam + device sampling": {"precision": "tf32", "fused_adam": True, **_DEVICE},
+                    "fp32 + fused Adam + device sampling + CUDA graph": {"fused_adam": True, **_DEVICE,
+                                                                         "cuda_graph": True},
+                    GRAPH: {"precision": "tf32", "fused_adam": True, **_DEVICE, "cuda_graph": True},
+                    "bf16 + fused Adam + CUDA graph": {"precision": "bf16", "fused_adam": True, **_DEVICE,
+                                                       "cuda_graph": True}}
 
 
 def settings(device: torch.device, world_model: bool) -> dict[str, dict]:
@@ -196,6 +210,7 @@ def main() -> None:
                     help="run the anchors with glibc keeping freed memory too, as momawb's trainers do "
                          "(momawb.allocator), to tell that setting's share of the ratios apart")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)   # one run of part 3
+    ap.add_argument("--worker-setting", default="fp32", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rounds < 1:
         ap.error(f"--rounds must be at least 1, got {args.rounds}")
@@ -203,7 +218,8 @@ def main() -> None:
     kept = keep_freed_memory()         # as every momawb trainer does (loop.train_loop)
     device = torch.device(args.device)
     if args.worker:
-        print(json.dumps(moma_ppo_iteration(synthetic(), reps, device, only=("fp32",))["fp32"]))
+        print(json.dumps(moma_ppo_iteration(synthetic(), reps, device, only=(args.worker_setting,))[
+            args.worker_setting]))
         return
     if device.type != "cpu":
         args.okit_src = args.moma_src = None
@@ -286,22 +302,25 @@ def part2(args, anchors: Path, reps: int, device: torch.device, ratios: dict) ->
 
 
 def part3(args, reps: int) -> None:
-    """K runs at once, each a process timing part 2's fp32 iteration (its own threads: cores / K)."""
-    print(f"\n3. several MOMA-PPO runs at once on one {args.device} (part 2's fp32 iteration), s")
+    """K runs at once, each a process timing part 2's iteration (its own threads: cores / K), in
+    fp32 and, on CUDA, with the steps replayed as CUDA graphs."""
     cores = os.cpu_count() or 1
-    one = None
-    for k in (int(c) for c in args.concurrent.split(",")):
-        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // k))}
-        cmd = [sys.executable, __file__, "--worker", "--device", args.device] + (["--quick"] if args.quick else [])
-        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True) for _ in range(k)]
-        outs = [p.communicate()[0] for p in procs]
-        if any(p.returncode for p in procs):
-            raise RuntimeError(f"a part-3 worker failed (exit codes {[p.returncode for p in procs]})")
-        t = [json.loads(o.strip().splitlines()[-1])["iteration"] for o in outs]
-        if k == 1:
-            one = float(np.median(t))
-        thr = f"; {k * one / float(np.median(t)):.2f}x the throughput of one run" if one else ""
-        print(f"  {k} at once ({max(1, cores // k)} threads each): " + ", ".join(f"{x:.3f}" for x in t) + thr)
+    for setting in ("fp32", GRAPH) if args.device.startswith("cuda") else ("fp32",):
+        print(f"\n3. several MOMA-PPO runs at once on one {args.device} (part 2's iteration, {setting}), s")
+        one = None
+        for k in (int(c) for c in args.concurrent.split(",")):
+            env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // k))}
+            cmd = [sys.executable, __file__, "--worker", "--device", args.device, "--worker-setting", setting]
+            procs = [subprocess.Popen(cmd + (["--quick"] if args.quick else []), stdout=subprocess.PIPE, env=env,
+                                      text=True) for _ in range(k)]
+            outs = [p.communicate()[0] for p in procs]
+            if any(p.returncode for p in procs):
+                raise RuntimeError(f"a part-3 worker failed (exit codes {[p.returncode for p in procs]})")
+            t = [json.loads(o.strip().splitlines()[-1])["iteration"] for o in outs]
+            if k == 1:
+                one = float(np.median(t))
+            thr = f"; {k * one / float(np.median(t)):.2f}x the throughput of one run" if one else ""
+            print(f"  {k} at once ({max(1, cores // k)} threads each): " + ", ".join(f"{x:.3f}" for x in t) + thr)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from momawb.cuda_graphs import GraphedStep, require_cuda
 from momawb.datasets import Dataset, DatasetError
 from momawb.precision import adam, autocast
 from momawb.loop import train_loop
@@ -91,7 +92,10 @@ class EnsembleTrainer:
         self.val = (xn[va.to(device)], yn[va.to(device)], term[va.to(device)])
         self.ensemble = GaussianEnsemble(config.n_members, x.shape[1], domain.state_dim, config.hidden,
                                          config.activation, config.min_logvar, config.max_logvar).to(device)
-        self.opt = adam(self.ensemble.parameters(), config.lr, config.fused_adam)
+        if config.cuda_graph:
+            require_cuda(device, "WorldModelConfig")
+        self.opt = adam(self.ensemble.parameters(), config.lr, config.fused_adam, capturable=config.cuda_graph)
+        self.graphed = GraphedStep(self._step, max_graphs=1) if config.cuda_graph else None
         self.best = {k: v.detach().clone() for k, v in self.ensemble.state_dict().items()}
         self.best_scores = torch.full((config.n_members,), float("inf"))
         self.bad_evals = 0
@@ -113,13 +117,24 @@ class EnsembleTrainer:
     def update(self, step: int) -> dict[str, float | torch.Tensor]:
         """One Adam step on every member's own minibatch. ``sampling='device'``: no host sync, the
         metrics stay tensors and a non-finite loss is stepped on (`loop.train_loop` stops the run
-        at its next read, before any checkpoint); 'host': the step is skipped and the loop raises."""
-        xs, ys, ds = self.train
-        shape = (self.cfg.n_members, self.cfg.batch_size)                # own minibatch per member
+        at its next read, before any checkpoint); 'host': the step is skipped and the loop raises.
+        ``cuda_graph``: the step (after the index draw) is a replayed CUDA graph."""
+        n, shape = len(self.train[0]), (self.cfg.n_members, self.cfg.batch_size)   # own minibatch per member
+        names = [f"train/{k}" for k in ("nll_state", "nll_reward", "bce", "loss", "grad_norm")]
         if self.generator is not None:
-            idx = torch.randint(0, len(xs), shape, generator=self.generator, device=self.device)
-        else:
-            idx = torch.as_tensor(self.run.np_rng.integers(0, len(xs), shape), device=self.device)
+            idx = torch.randint(0, n, shape, generator=self.generator, device=self.device)
+            values = self.graphed(idx) if self.graphed is not None else self._step(idx)
+            return dict(zip(names, values))
+        idx = torch.as_tensor(self.run.np_rng.integers(0, n, shape), device=self.device)
+        values = self._step(idx, apply=False).tolist()                  # one sync
+        if np.isfinite(values[-2]):
+            self.opt.step()                                             # else no step: train_loop raises
+        return dict(zip(names, values))
+
+    def _step(self, idx: torch.Tensor, apply: bool = True) -> torch.Tensor:
+        """Loss, backward, per-member clipping and (``apply``) the Adam step on rows ``idx``
+        (E, B); the (5,) metrics: the three loss terms, the loss and the mean gradient norm."""
+        xs, ys, ds = self.train
         terms = self.losses(xs[idx], ys[idx], ds[idx], None if self.known is None else self.known[idx])
         ens = self.ensemble
         loss = sum(t.sum() for t in terms.values()) + self.cfg.logvar_bound_coef * (
@@ -127,15 +142,9 @@ class EnsembleTrainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         norm = _clip_member_grads(list(ens.parameters()), self.cfg.grad_clip)
-        names = [f"train/{k}" for k in terms] + ["train/loss", "train/grad_norm"]
-        values = torch.stack([t.mean() for t in terms.values()] + [loss, norm.mean()]).detach()
-        if self.generator is not None:
+        if apply:
             self.opt.step()
-            return dict(zip(names, values))
-        values = values.tolist()                                         # one sync
-        if np.isfinite(values[-2]):
-            self.opt.step()                                             # else no step: train_loop raises
-        return dict(zip(names, values))
+        return torch.stack([t.mean() for t in terms.values()] + [loss, norm.mean()]).detach()
 
     @torch.no_grad()
     def validation(self) -> dict[str, torch.Tensor]:
@@ -187,7 +196,9 @@ class EnsembleTrainer:
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         self.ensemble.load_state_dict(s["ensemble"])
-        self.opt.load_state_dict(s["opt"])
+        self.opt.load_state_dict(s["opt"])             # new state tensors: capture again
+        if self.graphed is not None:
+            self.graphed.reset()
         self.best = {k: v.to(self.device) for k, v in s["best"].items()}
         self.best_scores, self.bad_evals = s["best_scores"].cpu(), int(s["bad_evals"])
         if self.generator is not None:

@@ -59,6 +59,7 @@ import numpy as np
 import torch
 
 from momawb.config import Config, ConfigError, param, register
+from momawb.cuda_graphs import GraphedStep, require_cuda
 from momawb.evaluation import evaluate
 from momawb.model_env import OnDevice, SimulatorEnv
 from momawb.moma_agents import MomaPPOAgents
@@ -144,9 +145,15 @@ class MomaPPOConfig(Config):
     precision: str = param("fp32", "'fp32'; 'bf16': the agents' encoder (the attention memory) under bfloat16 "
                            "autocast; 'tf32': TF32 matmuls on CUDA", choices=PRECISIONS)
     fused_adam: bool = param(False, "torch's fused (single-kernel) Adam: equal to rounding, faster")
+    cuda_graph: bool = param(False, "CUDA only: each minibatch step (loss, backward, clipping, Adam, alpha) "
+                             "replayed as a captured CUDA graph (momawb.cuda_graphs; needs fused_adam: true); "
+                             "equal to eager to rounding")
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.cuda_graph and not self.fused_adam:
+            raise ConfigError("MomaPPOConfig.cuda_graph = True steps with the capturable fused Adam "
+                              "(momawb.precision.adam): set fused_adam: true too")
         if self.mode == "online" and self.transitions_per_update < self.n_envs:
             raise ConfigError(f"MomaPPOConfig: transitions_per_update={self.transitions_per_update} < n_envs="
                               f"{self.n_envs}; raise transitions_per_update or lower n_envs")
@@ -238,7 +245,16 @@ class MomaPPO:
             groups.append({"params": critic, "lr": cfg.critic_lr or cfg.lr})
         if mem_ids:
             groups.append({"params": list(memory.parameters()), "lr": cfg.memory_lr})
-        self.opt = adam(groups, cfg.lr, cfg.fused_adam)
+        if cfg.cuda_graph:
+            require_cuda(device, "MomaPPOConfig")
+        self.opt = adam(groups, cfg.lr, cfg.fused_adam, capturable=cfg.cuda_graph)
+        if cfg.clip_per_group:
+            self.param_sets = [g["params"] for g in self.opt.param_groups]
+        else:
+            self.param_sets = [[p for g in self.opt.param_groups for p in g["params"]]]
+        self.graphed = GraphedStep(self._minibatch) if cfg.cuda_graph else None
+        self._mb_keys: list[str] = []
+        self._stat_keys: list[str] = []
         self.alpha = float(cfg.alpha_init)
         self.iterations, self.transitions = 0, 0
 
@@ -249,6 +265,8 @@ class MomaPPO:
     def load_state_dict(self, state: dict) -> None:
         self.agents.load_state_dict(state["agents"])
         self.opt.load_state_dict(state["opt"])
+        if self.graphed is not None:
+            self.graphed.reset()                      # new optimiser state tensors: capture again
         self.alpha, self.iterations, self.transitions = state["alpha"], state["iterations"], state["transitions"]
 
     @torch.no_grad()
@@ -312,27 +330,14 @@ class MomaPPO:
         if self.agents.value_norm is not None:     # the value loss regresses standardised returns
             self.agents.value_norm.update(raw_returns)
             data["returns"] = self.agents.value_norm(raw_returns)
-        if cfg.clip_per_group:
-            param_sets = [g["params"] for g in self.opt.param_groups]
-        else:
-            param_sets = [[p for g in self.opt.param_groups for p in g["params"]]]
         alpha = torch.tensor(self.alpha, dtype=torch.float64, device=self.device)
-        batch_keys = [key for key in data if key != "values"]
-        sums, keys = None, []
-        count = 0
+        self._mb_keys = [key for key in data if key != "values" and data[key] is not None]
+        step = self.graphed or self._minibatch
+        sums, count = None, 0
         for _ in range(cfg.epochs):
             for idx_t in iterate_minibatches(n, cfg.batch_size, rng, self.device):
-                mb = {key: (None if data[key] is None else data[key][idx_t]) for key in batch_keys}
-                loss, stats = ppo_loss(self.agents, mb, alpha.float(), cfg)
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                norms = [clip_grad_norm_(ps, cfg.grad_clip) for ps in param_sets]
-                stats["grad_norm"] = norms[0] if len(norms) == 1 else torch.stack(norms).pow(2).sum().sqrt()
-                self.opt.step()
-                alpha = (alpha + cfg.alpha_lr * (cfg.entropy_target - stats["entropy"].double())).clamp(min=0.0)
-                keys = list(stats)
-                row = torch.stack([stats[key] for key in keys]).double()    # one sum for all the metrics
-                sums = row if sums is None else sums + row
+                alpha, row = step(alpha, *(data[key][idx_t] for key in self._mb_keys))
+                sums = row if sums is None else sums + row              # one sum for all the metrics
                 count += 1
         self.alpha = float(alpha)
         self._update_normalizers(data)
@@ -341,10 +346,28 @@ class MomaPPO:
         ret, val = raw_returns, data["values"]
         var = ret.var() if n > 1 else ret.new_zeros(())
         ev = float(1 - (ret - val).var() / var) if n > 1 and var > 0 else 0.0
-        out = {f"train/{k}": v / max(count, 1) for k, v in zip(keys, sums.tolist() if sums is not None else [])}
+        means = [] if sums is None else (sums / count).tolist()
+        out = {f"train/{k}": v for k, v in zip(self._stat_keys, means)}
         out.update({"train/alpha": self.alpha, "train/explained_variance": ev, "train/value_target": float(ret.mean()),
                     "train/transitions_total": float(self.transitions)})
         return out
+
+    def _minibatch(self, alpha: torch.Tensor, *batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One minibatch step: `ppo_loss`, backward, clipping, Adam, then alpha's step towards the
+        entropy target. ``batch``: the tensors named by ``self._mb_keys``; ``alpha`` () float64.
+        Returns (alpha, the (7,) float64 metrics named by ``self._stat_keys``). Reads nothing back
+        to the host (`momawb.cuda_graphs` can replay it)."""
+        cfg = self.cfg
+        mb = {"hist": None, **dict(zip(self._mb_keys, batch))}
+        loss, stats = ppo_loss(self.agents, mb, alpha.float(), cfg)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norms = [clip_grad_norm_(ps, cfg.grad_clip) for ps in self.param_sets]
+        stats["grad_norm"] = norms[0] if len(norms) == 1 else torch.stack(norms).pow(2).sum().sqrt()
+        self.opt.step()
+        alpha = (alpha + cfg.alpha_lr * (cfg.entropy_target - stats["entropy"].double())).clamp(min=0.0)
+        self._stat_keys = list(stats)
+        return alpha, torch.stack([stats[key] for key in self._stat_keys]).double()
 
 
 # ============================================================================ the loop

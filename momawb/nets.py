@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from momawb.cuda_graphs import capturing
+
 __all__ = ["StackedLinear", "StackedMLP", "AgentMLP", "AgentPolicy", "AgentMemory", "AgentEncoder",
            "PolicyTeam", "Mixer",
            "mlp", "soft_update", "clip_grad_norm_", "positional_encoding", "ACTIVATIONS", "RunningNorm",
@@ -363,6 +365,8 @@ class RunningNorm(nn.Module):
         through ``.data`` bypass the version counter: use in-place ops or ``load_state_dict``."""
         if torch.is_inference_mode_enabled() or self.mean.is_inference():   # no version counters there
             return self._compute_moments(dtype)
+        if capturing(self.mean.device):
+            return self._compute_moments(dtype)     # a CUDA graph reads the buffers at each replay
         key = (dtype, self.eps, self.mean._version, self.var._version, self.mean.data_ptr(), self.var.data_ptr())
         src = getattr(self, "_cache_src", None)     # the buffers themselves: a new buffer is a new key
         if src is None or src[0] is not self.mean or src[1] is not self.var or self._cache_key != key:

@@ -98,12 +98,20 @@ class WorldModelConfig(Config):
                           "table); 'device': torch draws them on the data's device and a step reads nothing "
                           "back (no host sync; another random stream, saved in checkpoints)",
                           choices=("host", "device"))
+    cuda_graph: bool = param(False, "CUDA only: each update replayed as one captured CUDA graph "
+                             "(momawb.cuda_graphs; needs sampling: device and fused_adam: true); equal to "
+                             "eager to rounding")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.n_elites > self.n_members:
             raise ConfigError(f"WorldModelConfig.n_elites = {self.n_elites} exceeds n_members = "
                               f"{self.n_members}; lower n_elites or raise n_members")
+        if self.cuda_graph and (self.sampling != "device" or not self.fused_adam):
+            raise ConfigError("WorldModelConfig.cuda_graph = True needs sampling = 'device' (a replayed graph "
+                              "cannot read host-drawn indices or skip a non-finite step) and fused_adam = True "
+                              "(the capturable Adam, momawb.precision.adam): set sampling: device and "
+                              "fused_adam: true")
         if self.min_logvar >= self.max_logvar:
             raise ConfigError(f"WorldModelConfig.min_logvar = {self.min_logvar} must be < max_logvar = "
                               f"{self.max_logvar}")

@@ -177,7 +177,7 @@ def test_losses_fall_on_a_fixed_batch(method, memory, device):
     torch.manual_seed(0)
     algo, domain, ds, key = _algo(method, memory, device)
     batch = common.ReplaySampler(ds, domain, device, np.random.default_rng(0), memory, 3).sample(128)
-    losses = [algo.update(batch) for _ in range(80)]
+    losses = [{k: float(v) for k, v in algo.update(batch).items()} for _ in range(80)]   # device tensors on CUDA
     assert all(math.isfinite(v) for m in losses for v in m.values())
     first, last = np.mean([m[key] for m in losses[:5]]), np.mean([m[key] for m in losses[-5:]])
     # the BC loss floors at the data's entropy (1.12 nats here), TD losses (gamma = 0) at ~0

@@ -79,7 +79,7 @@ class AntDatasetConfig(Config):
     medium_return_frac: float = param(1 / 3, "medium: the snapshot whose greedy return is closest to this share "
                                       "of the expert's", gt=0, le=1)
     medium_min_speed_frac: float = param(0.25, "medium: only snapshots walking forward at least this share of the "
-                                         "expert's mean forward speed", ge=0, le=1)
+                                         "expert's mean forward speed (0: any snapshot)", ge=0, le=1)
     eval_episodes: int = param(10, "greedy episodes per snapshot (medium choice, expert reference return)", ge=1)
     batch_episodes: int = param(16, "episodes collected in lockstep per batch file", ge=1)
     seed: int = param(0, "learner and collection seed", ge=0)
@@ -128,7 +128,8 @@ def choose_medium(config: AntDatasetConfig, stats: dict[int, dict]) -> int:
     final = max(stats)
     expert = stats[final]
     target = config.medium_return_frac * expert["return"]
-    walking = [s for s in stats if 0 < s < final and stats[s]["speed"] >= config.medium_min_speed_frac * expert["speed"]]
+    frac = config.medium_min_speed_frac     # 0: no speed requirement (a snapshot that drifts back counts too)
+    walking = [s for s in stats if 0 < s < final and (frac == 0 or stats[s]["speed"] >= frac * expert["speed"])]
     if not walking or (config.medium_min_speed_frac > 0 and expert["speed"] <= 0):
         table = ", ".join(f"{s}: return {v['return']:.0f} speed {v['speed']:.2f}" for s, v in sorted(stats.items()))
         raise RuntimeError(f"no learner snapshot walks forward at >= {config.medium_min_speed_frac:.2f} of the expert's "

@@ -1,0 +1,112 @@
+"""One training step captured in a CUDA graph and replayed: the ``cuda_graph`` option of the world
+model's and MOMA-PPO's configs (issue 19).
+
+momawb's networks are small, so on a GPU a training step is a few hundred kernels of a few
+microseconds each, and the time goes to launching them from Python, not to arithmetic. A CUDA
+graph records the kernels of one step once and replays them in one launch (PyTorch's "whole
+network capture": forward, backward, gradient clipping and a ``capturable`` Adam step; see
+the CUDA semantics notes of the torch documentation, "CUDA Graphs").
+
+`GraphedStep` wraps a step function ``fn(*tensors) -> tensor or tuple of tensors``:
+
+* the first ``warmup`` calls of each input signature (shapes and dtypes) run eagerly on a side
+  stream, as capture requires; they are real steps, like every replay;
+* the next call captures one call (capture runs nothing), and it and every later call copy their
+  inputs into the graph's static buffers and replay it; outputs are returned as fresh copies;
+* at most ``max_graphs`` signatures are captured (MOMA-PPO's last, partial minibatch changes
+  size with the number of alive transitions); other signatures run eagerly, as steps of the
+  same function, so results do not depend on which ran as a graph beyond rounding.
+
+What the step function must respect (both trainers do): no host synchronisation (no ``.item()``,
+no data-dependent Python branches); gradients reset with ``zero_grad(set_to_none=True)`` inside
+the step; torch's fused Adam built with ``capturable=True`` (`precision.adam`); every tensor it
+reads besides its inputs keeps its storage between calls (parameters, optimiser state and
+normaliser buffers are updated in place), and nothing it computes is cached across calls on the
+Python side (`capturing` tells bf16 autocast and `nets.RunningNorm` to skip their caches while a
+graph is captured). Anything that replaces such a tensor (an optimiser's ``load_state_dict``)
+must call `GraphedStep.reset`, after which the next calls warm up and capture again. The random
+draws stay outside the graph (the minibatch indices are inputs). Measured on an H200: README,
+"Speed on a GPU"; tests/test_cuda_graphs.py compares replayed and eager steps.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+__all__ = ["GraphedStep", "capturing", "require_cuda"]
+
+
+def capturing(device: torch.device | str) -> bool:
+    """True while a CUDA graph is being captured on the current stream (``device`` on CUDA)."""
+    return torch.device(device).type == "cuda" and torch.cuda.is_current_stream_capturing()
+
+
+def require_cuda(device: torch.device | str, where: str) -> None:
+    """Raise ValueError naming ``where`` unless ``device`` is a CUDA device."""
+    if torch.device(device).type != "cuda":
+        raise ValueError(f"{where}: cuda_graph=True replays CUDA graphs and needs a CUDA device, but this "
+                         f"run is on {torch.device(device)}; set cuda_graph: false in that config section "
+                         "(the params/ gpu presets set it for CUDA machines: on a CPU use the cpu preset)")
+
+
+def _clone(out):
+    return tuple(t.clone() for t in out) if isinstance(out, tuple) else out.clone()
+
+
+class GraphedStep:
+    """``fn`` eagerly for ``warmup`` calls per input signature, then as a replayed CUDA graph.
+
+    Call with the step's input tensors (all on one CUDA device); returns what ``fn`` returns
+    (a tensor or a tuple of tensors), copied out of the graph's static outputs.
+    """
+
+    def __init__(self, fn: Callable, warmup: int = 3, max_graphs: int = 2):
+        if warmup < 1:
+            raise ValueError(f"GraphedStep: warmup must be >= 1 (capture needs eager calls first), got {warmup}")
+        self.fn, self.warmup, self.max_graphs = fn, warmup, max_graphs
+        self.side: torch.cuda.Stream | None = None      # one side stream for the warm-up calls
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every captured graph (after anything the step reads was replaced)."""
+        self.graphs: dict[tuple, tuple] = {}
+        self.calls: dict[tuple, int] = {}
+        self.replays = 0
+
+    def __call__(self, *inputs: torch.Tensor):
+        sig = tuple((tuple(t.shape), t.dtype) for t in inputs)
+        entry = self.graphs.get(sig)
+        if entry is None:
+            seen = self.calls.get(sig, 0)
+            if len(self.graphs) >= self.max_graphs:
+                return self.fn(*inputs)                       # not captured: eager, on this stream
+            if seen < self.warmup:
+                self.calls[sig] = seen + 1
+                return self._warm_up(inputs)
+            entry = self.graphs[sig] = self._capture(inputs)
+        graph, static_in, static_out = entry
+        for buf, t in zip(static_in, inputs):
+            buf.copy_(t)
+        graph.replay()
+        self.replays += 1
+        return _clone(static_out)
+
+    def _warm_up(self, inputs):
+        """An eager call on the side stream, ordered after and before the current stream's work
+        (capture wants the step's lazy initialisations done off the capturing stream)."""
+        main = torch.cuda.current_stream(inputs[0].device)
+        if self.side is None:
+            self.side = torch.cuda.Stream(device=inputs[0].device)
+        self.side.wait_stream(main)
+        with torch.cuda.stream(self.side):
+            out = self.fn(*inputs)
+        main.wait_stream(self.side)
+        return out
+
+    def _capture(self, inputs):
+        static_in = tuple(t.clone() for t in inputs)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = self.fn(*static_in)
+        return graph, static_in, static_out
