@@ -19,10 +19,11 @@ timed in the same run by their anchor scripts (``../shared/anchors/``, their cod
     python benchmarks/bench_speed.py --device cuda --parts 1,2,3      # issue 19's GPU rows, one script
 
 ``--device cuda`` times on the GPU (a CUDA synchronisation closes every timed interval) with the
-CUDA settings: fp32, tf32, bf16, tf32 + fused Adam, each step replayed as a CUDA graph
-(``cuda_graph: true``, `momawb.cuda_graphs`) in tf32 and bf16 and, for the world model, tf32 +
-fused Adam + ``sampling: device`` (minibatches drawn on the GPU, no host read per step), which the
-graphs need. Part 3 times fp32 and, on CUDA, the tf32 graph setting. The anchors are CPU code and
+CUDA settings: fp32, tf32, bf16, tf32 + fused Adam, and each step replayed as a CUDA graph
+(``cuda_graph: true``, `momawb.cuda_graphs`, with fused Adam) in fp32, tf32 and bf16; for the
+world model also ``sampling: device`` (minibatches drawn on the GPU, no host read per step) in
+fp32 and tf32 + fused Adam, and with every graph setting (the graphs need it). Part 3 times fp32
+and, on CUDA, the tf32 graph setting. The anchors are CPU code and
 run only with the default ``--device cpu``.
 
 momawb's side keeps freed memory as its trainers do (`momawb.allocator`, fewer page faults); the
@@ -60,22 +61,17 @@ from momawb.world_model import GaussianEnsemble, WorldModel, WorldModelConfig
 S, A = 27, 8
 SETTINGS = {"fp32": {}, "fp32 + fused Adam": {"fused_adam": True}, "bf16": {"precision": "bf16"},
             "bf16 + fused Adam": {"precision": "bf16", "fused_adam": True}}
-GRAPH = "tf32 + fused Adam + CUDA graph"
-CUDA_SETTINGS = {"fp32": {}, "tf32": {"precision": "tf32"}, "bf16": {"precision": "bf16"},
-                 "tf32 + fused Adam": {"precision": "tf32", "fused_adam": True},
-                 "fp32 + fused Adam + CUDA graph": {"fused_adam": True, "cuda_graph": True},
-                 GRAPH: {"precision": "tf32", "fused_adam": True, "cuda_graph": True},
-                 "bf16 + fused Adam + CUDA graph": {"precision": "bf16", "fused_adam": True, "cuda_graph": True}}
+GRAPH = "tf32 + fused Adam + CUDA graph"            # part 3's graph setting
+_EAGER = {"fp32": {}, "tf32": {"precision": "tf32"}, "bf16": {"precision": "bf16"},
+          "tf32 + fused Adam": {"precision": "tf32", "fused_adam": True}}
+_GRAPHED = {"fp32": {}, "tf32": {"precision": "tf32"}, "bf16": {"precision": "bf16"}}   # + fused Adam + graph
 _DEVICE = {"sampling": "device"}
-CUDA_WM_SETTINGS = {"fp32": {}, "tf32": {"precision": "tf32"}, "bf16": {"precision": "bf16"},
-                    "tf32 + fused Adam": {"precision": "tf32", "fused_adam": True},
-                    "fp32 + device sampling": _DEVICE,
+CUDA_SETTINGS = {**_EAGER, **{f"{p} + fused Adam + CUDA graph": {**kw, "fused_adam": True, "cuda_graph": True}
+                              for p, kw in _GRAPHED.items()}}
+CUDA_WM_SETTINGS = {**_EAGER, "fp32 + device sampling": _DEVICE,
                     "tf32 + fused Adam + device sampling": {"precision": "tf32", "fused_adam": True, **_DEVICE},
-                    "fp32 + fused Adam + device sampling + CUDA graph": {"fused_adam": True, **_DEVICE,
-                                                                         "cuda_graph": True},
-                    GRAPH: {"precision": "tf32", "fused_adam": True, **_DEVICE, "cuda_graph": True},
-                    "bf16 + fused Adam + CUDA graph": {"precision": "bf16", "fused_adam": True, **_DEVICE,
-                                                       "cuda_graph": True}}
+                    **{f"{p} + fused Adam + device sampling + CUDA graph":
+                       {**kw, "fused_adam": True, **_DEVICE, "cuda_graph": True} for p, kw in _GRAPHED.items()}}
 
 
 def settings(device: torch.device, world_model: bool) -> dict[str, dict]:

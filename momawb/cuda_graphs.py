@@ -46,7 +46,7 @@ def require_cuda(device: torch.device | str, where: str) -> None:
     """Raise ValueError naming ``where`` unless ``device`` is a CUDA device."""
     if torch.device(device).type != "cuda":
         raise ValueError(f"{where}: cuda_graph=True replays CUDA graphs and needs a CUDA device, but this "
-                         f"run is on {torch.device(device)}; set cuda_graph: false in that config section "
+                         f"run is on {torch.device(device)}; set cuda_graph: false in that section "
                          "(the params/ gpu presets set it for CUDA machines: on a CPU use the cpu preset)")
 
 
@@ -64,8 +64,10 @@ class GraphedStep:
     def __init__(self, fn: Callable, warmup: int = 3, max_graphs: int = 2):
         if warmup < 1:
             raise ValueError(f"GraphedStep: warmup must be >= 1 (capture needs eager calls first), got {warmup}")
+        if max_graphs < 0:
+            raise ValueError(f"GraphedStep: max_graphs must be >= 0, got {max_graphs}")
         self.fn, self.warmup, self.max_graphs = fn, warmup, max_graphs
-        self.side: torch.cuda.Stream | None = None      # one side stream for the warm-up calls
+        self.side: torch.cuda.Stream | None = None      # the warm-up and capture stream, on the inputs' GPU
         self.reset()
 
     def reset(self) -> None:
@@ -75,29 +77,30 @@ class GraphedStep:
         self.replays = 0
 
     def __call__(self, *inputs: torch.Tensor):
-        sig = tuple((tuple(t.shape), t.dtype) for t in inputs)
-        entry = self.graphs.get(sig)
-        if entry is None:
-            seen = self.calls.get(sig, 0)
-            if len(self.graphs) >= self.max_graphs:
-                return self.fn(*inputs)                       # not captured: eager, on this stream
-            if seen < self.warmup:
-                self.calls[sig] = seen + 1
-                return self._warm_up(inputs)
-            entry = self.graphs[sig] = self._capture(inputs)
-        graph, static_in, static_out = entry
-        for buf, t in zip(static_in, inputs):
-            buf.copy_(t)
-        graph.replay()
-        self.replays += 1
-        return _clone(static_out)
+        with torch.cuda.device(inputs[0].device):      # streams and graphs on the inputs' GPU (cuda:1 too)
+            sig = tuple((tuple(t.shape), t.dtype) for t in inputs)
+            entry = self.graphs.get(sig)
+            if entry is None:
+                seen = self.calls.get(sig, 0)
+                if len(self.graphs) >= self.max_graphs:
+                    return self.fn(*inputs)                       # not captured: eager, on this stream
+                if self.side is None:
+                    self.side = torch.cuda.Stream()
+                if seen < self.warmup:
+                    self.calls[sig] = seen + 1
+                    return self._warm_up(inputs)
+                entry = self.graphs[sig] = self._capture(inputs)
+            graph, static_in, static_out = entry
+            for buf, t in zip(static_in, inputs):
+                buf.copy_(t)
+            graph.replay()
+            self.replays += 1
+            return _clone(static_out)
 
     def _warm_up(self, inputs):
         """An eager call on the side stream, ordered after and before the current stream's work
         (capture wants the step's lazy initialisations done off the capturing stream)."""
-        main = torch.cuda.current_stream(inputs[0].device)
-        if self.side is None:
-            self.side = torch.cuda.Stream(device=inputs[0].device)
+        main = torch.cuda.current_stream()
         self.side.wait_stream(main)
         with torch.cuda.stream(self.side):
             out = self.fn(*inputs)
@@ -105,8 +108,12 @@ class GraphedStep:
         return out
 
     def _capture(self, inputs):
+        """Record one call of ``fn`` on copies of ``inputs`` (which become the static inputs); the
+        side stream is on the inputs' device (torch's default capture stream is made once, on
+        whichever device was current then)."""
         static_in = tuple(t.clone() for t in inputs)
+        self.side.wait_stream(torch.cuda.current_stream())
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, stream=self.side):
             static_out = self.fn(*static_in)
         return graph, static_in, static_out

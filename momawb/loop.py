@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 from momawb.allocator import keep_freed_memory
 from momawb.runs import Run
 
-__all__ = ["TrainingDiverged", "check_finite", "metrics_as_floats", "train_loop", "iterate_minibatches"]
+__all__ = ["TrainingDiverged", "check_finite", "metrics_as_floats", "train_loop", "iterate_minibatches",
+           "padded_minibatch"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -140,3 +141,13 @@ def iterate_minibatches(n: int, batch_size: int, rng: np.random.Generator,
     perm = torch.as_tensor(rng.permutation(n), device=device)
     for i in range(0, n, batch_size):
         yield perm[i:i + batch_size]
+
+
+def padded_minibatch(idx: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``idx`` (m,), m <= ``size``, padded to (size,) by repeating its first index, and the
+    (size,) float32 weights: 1 for its m rows, 0 for the padding (a weighted mean over the padded
+    minibatch is the mean over ``idx``). For CUDA graphs, which replay one shape."""
+    m = len(idx)
+    weights = torch.zeros(size, device=idx.device)
+    weights[:m] = 1.0
+    return (idx if m == size else torch.cat([idx, idx[:1].expand(size - m)])), weights

@@ -25,6 +25,8 @@ from momawb.world_model import EVAL_CHUNK, MODEL_FILE, GaussianEnsemble, WorldMo
 
 __all__ = ["EnsembleTrainer", "fit_world_model", "load_or_fit"]
 
+LOSS_TERMS = ("nll_state", "nll_reward", "bce")     # `EnsembleTrainer.losses`, in this order
+
 
 def _clip_member_grads(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
     """Clip each member's gradient norm (axis 0 of every parameter) to ``max_norm``; (E,) norms."""
@@ -93,7 +95,7 @@ class EnsembleTrainer:
         self.ensemble = GaussianEnsemble(config.n_members, x.shape[1], domain.state_dim, config.hidden,
                                          config.activation, config.min_logvar, config.max_logvar).to(device)
         if config.cuda_graph:
-            require_cuda(device, "WorldModelConfig")
+            require_cuda(device, "WorldModelConfig (the world_model section)")
         self.opt = adam(self.ensemble.parameters(), config.lr, config.fused_adam, capturable=config.cuda_graph)
         self.graphed = GraphedStep(self._step, max_graphs=1) if config.cuda_graph else None
         self.best = {k: v.detach().clone() for k, v in self.ensemble.state_dict().items()}
@@ -110,9 +112,10 @@ class EnsembleTrainer:
         config's ``precision``; the losses in float32."""
         with autocast(self.cfg.precision, self.device):
             mean, logvar, logit = (t.float() for t in self.ensemble(x))
-        return {"nll_state": gaussian_nll(mean[..., :-1], logvar[..., :-1], y[..., :-1], known),
-                "nll_reward": gaussian_nll(mean[..., -1:], logvar[..., -1:], y[..., -1:]),
-                "bce": F.binary_cross_entropy_with_logits(logit, d, reduction="none").mean(1)}
+        terms = (gaussian_nll(mean[..., :-1], logvar[..., :-1], y[..., :-1], known),
+                 gaussian_nll(mean[..., -1:], logvar[..., -1:], y[..., -1:]),
+                 F.binary_cross_entropy_with_logits(logit, d, reduction="none").mean(1))
+        return dict(zip(LOSS_TERMS, terms))
 
     def update(self, step: int) -> dict[str, float | torch.Tensor]:
         """One Adam step on every member's own minibatch. ``sampling='device'``: no host sync, the
@@ -120,7 +123,7 @@ class EnsembleTrainer:
         at its next read, before any checkpoint); 'host': the step is skipped and the loop raises.
         ``cuda_graph``: the step (after the index draw) is a replayed CUDA graph."""
         n, shape = len(self.train[0]), (self.cfg.n_members, self.cfg.batch_size)   # own minibatch per member
-        names = [f"train/{k}" for k in ("nll_state", "nll_reward", "bce", "loss", "grad_norm")]
+        names = [f"train/{k}" for k in (*LOSS_TERMS, "loss", "grad_norm")]
         if self.generator is not None:
             idx = torch.randint(0, n, shape, generator=self.generator, device=self.device)
             values = self.graphed(idx) if self.graphed is not None else self._step(idx)

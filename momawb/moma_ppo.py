@@ -66,7 +66,7 @@ from momawb.moma_agents import MomaPPOAgents
 from momawb.nets import AgentPolicy, PolicyTeam, clip_grad_norm_
 from momawb.precision import PRECISIONS, adam
 from momawb.rollouts import OnlineCollector, Rollouts, model_rollouts, sample_starts
-from momawb.loop import iterate_minibatches, train_loop
+from momawb.loop import iterate_minibatches, padded_minibatch, train_loop
 from momawb.runs import Run, pick_device
 
 __all__ = ["MomaPPOConfig", "MomaPPOAgents", "Rollouts", "sample_starts", "model_rollouts",
@@ -153,7 +153,10 @@ class MomaPPOConfig(Config):
         super().__post_init__()
         if self.cuda_graph and not self.fused_adam:
             raise ConfigError("MomaPPOConfig.cuda_graph = True steps with the capturable fused Adam "
-                              "(momawb.precision.adam): set fused_adam: true too")
+                              "(momawb.precision.adam): set fused_adam: true too, or cuda_graph: false")
+        if self.cuda_graph and not (self.device in ("auto", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"MomaPPOConfig.cuda_graph = True replays CUDA graphs, but device = {self.device!r}: "
+                              "set device: cuda (or auto), or cuda_graph: false")
         if self.mode == "online" and self.transitions_per_update < self.n_envs:
             raise ConfigError(f"MomaPPOConfig: transitions_per_update={self.transitions_per_update} < n_envs="
                               f"{self.n_envs}; raise transitions_per_update or lower n_envs")
@@ -200,30 +203,32 @@ def joint_log_prob(policy: AgentPolicy, dist, actions: torch.Tensor) -> torch.Te
 
 
 def ppo_loss(agents: MomaPPOAgents, mb: dict, alpha: float | torch.Tensor, cfg: MomaPPOConfig,
-             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+             weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """MAPPO loss on one minibatch (section 3): clipped surrogate on the joint ratio, value MSE,
     -alpha H with H = min(E[-r log pi], E[-clip(r) log pi]), action penalty weighted by
     max(r, clip(r)). ``mb``: obs (B, N, O), hist, states (B, S), actions, old_logp, adv, returns
-    (the value targets: standardised with ``value_norm``)."""
+    (the value targets: standardised with ``value_norm``). ``weights`` (B,): every E[.] is a
+    weighted mean (0 for padding rows, so a padded minibatch gives the unpadded loss to rounding)."""
+    mean = torch.mean if weights is None else (lambda t: (t * weights).sum() / weights.sum())
     x = agents.features(mb["obs"], mb["hist"])
     dist = agents.policy.distribution(x)
     logp = joint_log_prob(agents.policy, dist, mb["actions"])
     log_ratio = (logp - mb["old_logp"]).clamp(max=MAX_LOG_RATIO)
     ratio = log_ratio.exp()
     clipped = ratio.clamp(1 - cfg.clip, 1 + cfg.clip)
-    policy_loss = -torch.min(ratio * mb["adv"], clipped * mb["adv"]).mean()
-    entropy = torch.min(-(ratio * logp).mean(), -(clipped * logp).mean())
-    value_loss = (agents.value(x, mb["states"]) - mb["returns"]).pow(2).mean()
+    policy_loss = -mean(torch.min(ratio * mb["adv"], clipped * mb["adv"]))
+    entropy = torch.min(-mean(ratio * logp), -mean(clipped * logp))
+    value_loss = mean((agents.value(x, mb["states"]) - mb["returns"]).pow(2))
     if agents.policy.discrete:
         action_pen = torch.zeros((), device=x.device)
     else:
         excess = (dist.mean.abs() - cfg.action_bound).clamp(min=0).pow(2).sum((-1, -2))   # (B,)
-        action_pen = (torch.max(ratio, clipped) * excess).mean()
+        action_pen = mean(torch.max(ratio, clipped) * excess)
     loss = policy_loss + cfg.value_coef * value_loss - alpha * entropy + cfg.action_penalty_coef * action_pen
     with torch.no_grad():
         stats = {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
-                 "action_penalty": action_pen, "approx_kl": ((ratio - 1) - log_ratio).mean(),
-                 "clip_frac": ((ratio - 1).abs() > cfg.clip).float().mean()}
+                 "action_penalty": action_pen, "approx_kl": mean((ratio - 1) - log_ratio),
+                 "clip_frac": mean(((ratio - 1).abs() > cfg.clip).float())}
         stats = {k: v.detach() for k, v in stats.items()}
     return loss, stats
 
@@ -246,13 +251,15 @@ class MomaPPO:
         if mem_ids:
             groups.append({"params": list(memory.parameters()), "lr": cfg.memory_lr})
         if cfg.cuda_graph:
-            require_cuda(device, "MomaPPOConfig")
+            require_cuda(device, "MomaPPOConfig (the moma_ppo section)")
         self.opt = adam(groups, cfg.lr, cfg.fused_adam, capturable=cfg.cuda_graph)
         if cfg.clip_per_group:
             self.param_sets = [g["params"] for g in self.opt.param_groups]
         else:
             self.param_sets = [[p for g in self.opt.param_groups for p in g["params"]]]
-        self.graphed = GraphedStep(self._minibatch) if cfg.cuda_graph else None
+        self.graphed = GraphedStep(self._minibatch, max_graphs=1) if cfg.cuda_graph else None
+        # replayed steps need one shape: the last, partial minibatch is padded (weight 0 rows)
+        self.pad_minibatches = cfg.cuda_graph
         self._mb_keys: list[str] = []
         self._stat_keys: list[str] = []
         self.alpha = float(cfg.alpha_init)
@@ -336,7 +343,10 @@ class MomaPPO:
         sums, count = None, 0
         for _ in range(cfg.epochs):
             for idx_t in iterate_minibatches(n, cfg.batch_size, rng, self.device):
-                alpha, row = step(alpha, *(data[key][idx_t] for key in self._mb_keys))
+                weights = None
+                if self.pad_minibatches:
+                    idx_t, weights = padded_minibatch(idx_t, cfg.batch_size)
+                alpha, row = step(alpha, weights, *(data[key][idx_t] for key in self._mb_keys))
                 sums = row if sums is None else sums + row              # one sum for all the metrics
                 count += 1
         self.alpha = float(alpha)
@@ -352,14 +362,16 @@ class MomaPPO:
                     "train/transitions_total": float(self.transitions)})
         return out
 
-    def _minibatch(self, alpha: torch.Tensor, *batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _minibatch(self, alpha: torch.Tensor, weights: torch.Tensor | None,
+                   *batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One minibatch step: `ppo_loss`, backward, clipping, Adam, then alpha's step towards the
-        entropy target. ``batch``: the tensors named by ``self._mb_keys``; ``alpha`` () float64.
+        entropy target. ``batch``: the tensors named by ``self._mb_keys`` (B rows; ``hist`` is
+        None when not among them); ``weights`` (B,) or None: `ppo_loss`'s; ``alpha`` () float64.
         Returns (alpha, the (7,) float64 metrics named by ``self._stat_keys``). Reads nothing back
         to the host (`momawb.cuda_graphs` can replay it)."""
         cfg = self.cfg
         mb = {"hist": None, **dict(zip(self._mb_keys, batch))}
-        loss, stats = ppo_loss(self.agents, mb, alpha.float(), cfg)
+        loss, stats = ppo_loss(self.agents, mb, alpha.float(), cfg, weights)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         norms = [clip_grad_norm_(ps, cfg.grad_clip) for ps in self.param_sets]

@@ -107,11 +107,16 @@ class WorldModelConfig(Config):
         if self.n_elites > self.n_members:
             raise ConfigError(f"WorldModelConfig.n_elites = {self.n_elites} exceeds n_members = "
                               f"{self.n_members}; lower n_elites or raise n_members")
-        if self.cuda_graph and (self.sampling != "device" or not self.fused_adam):
-            raise ConfigError("WorldModelConfig.cuda_graph = True needs sampling = 'device' (a replayed graph "
-                              "cannot read host-drawn indices or skip a non-finite step) and fused_adam = True "
-                              "(the capturable Adam, momawb.precision.adam): set sampling: device and "
-                              "fused_adam: true")
+        if self.cuda_graph:
+            needs = {"sampling: device": self.sampling == "device", "fused_adam: true": self.fused_adam,
+                     "a CUDA device": self.device in ("auto", "cuda") or self.device.startswith("cuda:")}
+            missing = [k for k, ok in needs.items() if not ok]
+            if missing:
+                raise ConfigError(f"WorldModelConfig.cuda_graph = True needs {' and '.join(missing)} (got "
+                                  f"sampling={self.sampling!r}, fused_adam={self.fused_adam}, device="
+                                  f"{self.device!r}): a replayed graph cannot read host-drawn indices or skip a "
+                                  "non-finite step, and steps with the capturable fused Adam; set those, or "
+                                  "cuda_graph: false")
         if self.min_logvar >= self.max_logvar:
             raise ConfigError(f"WorldModelConfig.min_logvar = {self.min_logvar} must be < max_logvar = "
                               f"{self.max_logvar}")

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from momawb import cuda_graphs
+from momawb import cuda_graphs, moma_ppo
 from momawb.config import ConfigError
 from momawb.cuda_graphs import GraphedStep
 from momawb.datasets import Dataset
 from momawb.domains import game
 from momawb.generate import game_dataset
+from momawb.loop import padded_minibatch
 from momawb.model_trainer import EnsembleTrainer, fit_world_model
 from momawb.moma_ppo import MomaPPO, MomaPPOConfig, train
 from momawb.precision import adam
@@ -30,23 +31,56 @@ CUDA = torch.device("cuda")
 CLOSE = dict(rtol=1e-3, atol=1e-4)         # tests/devices.py's CUDA tolerance
 
 
-def test_cuda_graph_is_refused_with_host_sampling_and_off_cuda(tmp_path):
-    with pytest.raises(ConfigError, match="sampling: device and fused_adam: true"):
+def test_cuda_graph_is_refused_where_it_cannot_work(tmp_path):
+    with pytest.raises(ConfigError, match=r"needs sampling: device \(got sampling='host'.*or cuda_graph: false"):
         WorldModelConfig(cuda_graph=True, fused_adam=True)
-    with pytest.raises(ConfigError, match="sampling: device and fused_adam: true"):
-        WorldModelConfig(cuda_graph=True, sampling="device")
-    with pytest.raises(ConfigError, match="MomaPPOConfig.*fused_adam: true"):
+    with pytest.raises(ConfigError, match="needs fused_adam: true and a CUDA device"):
+        WorldModelConfig(cuda_graph=True, sampling="device", device="cpu")
+    with pytest.raises(ConfigError, match="MomaPPOConfig.*fused_adam: true too, or cuda_graph: false"):
         MomaPPOConfig(cuda_graph=True)
+    with pytest.raises(ConfigError, match="MomaPPOConfig.*device = 'cpu'"):
+        MomaPPOConfig(cuda_graph=True, fused_adam=True, device="cpu")
     with pytest.raises(ValueError, match="fused_adam: true"):
         adam([torch.zeros(1, requires_grad=True)], 1e-3, capturable=True)
+    # device 'auto' on a run that is on the CPU: refused when the trainer is built
     ds, dom = linear_dataset(200), linear_domain()
-    cfg = WorldModelConfig(**{**TINY, "device": "cpu"}, cuda_graph=True, sampling="device", fused_adam=True)
-    with pytest.raises(ValueError, match="WorldModelConfig.*needs a CUDA device.*on cpu.*cuda_graph: false"):
+    cfg = WorldModelConfig(**{**TINY, "device": "auto"}, cuda_graph=True, sampling="device", fused_adam=True)
+    with pytest.raises(ValueError, match=r"WorldModelConfig \(the world_model section\).*needs a CUDA device.*on "
+                                         r"cpu.*cuda_graph: false.*cpu preset"):
         EnsembleTrainer(ds, dom, cfg, Run("wm", cfg, root=tmp_path, device="cpu"), torch.device("cpu"))
-    with pytest.raises(ValueError, match="MomaPPOConfig.*needs a CUDA device"):
+    with pytest.raises(ValueError, match=r"MomaPPOConfig \(the moma_ppo section\).*needs a CUDA device"):
         MomaPPO(game.make_domain(), MomaPPOConfig(**SMALL, cuda_graph=True, fused_adam=True), torch.device("cpu"))
     with pytest.raises(ValueError, match="warmup must be >= 1"):
         GraphedStep(lambda x: x, warmup=0)
+    with pytest.raises(ValueError, match="max_graphs must be >= 0"):
+        GraphedStep(lambda x: x, max_graphs=-1)
+
+
+def test_padded_minibatch_gives_the_unpadded_loss_and_gradients():
+    """What a replayed MOMA-PPO step computes (`MomaPPO.pad_minibatches`, `loop.padded_minibatch`): a partial minibatch
+    padded to batch_size with weight-0 rows has the unpadded loss, metrics and gradients."""
+    dom = reach_domain()
+    torch.manual_seed(0)
+    algo = MomaPPO(dom, MomaPPOConfig(**{**SMALL, **STABILISERS, "memory": True, "memory_length": 3,
+                                         "batch_size": 16}), torch.device("cpu"))
+    g = torch.Generator().manual_seed(1)
+    m, n_agents = 11, dom.n_agents
+    mb = {"obs": torch.randn(m, n_agents, dom.obs_dim, generator=g), "hist": torch.randn(m, n_agents, 3,
+          algo.agents.encoder.memory.embed.in_dim, generator=g), "states": torch.randn(m, dom.state_dim, generator=g),
+          "actions": torch.rand(m, n_agents, dom.act_dim, generator=g) * 2 - 1, "old_logp": -torch.rand(m, generator=g),
+          "adv": torch.randn(m, generator=g), "returns": torch.randn(m, generator=g)}
+    idx, weights = padded_minibatch(torch.arange(m), 16)
+    assert idx.tolist() == list(range(m)) + [0] * 5 and weights.tolist() == [1.0] * m + [0.0] * 5
+    results = []
+    for batch, w in ((mb, None), ({k: v[idx] for k, v in mb.items()}, weights)):
+        algo.agents.zero_grad(set_to_none=True)
+        loss, stats = moma_ppo.ppo_loss(algo.agents, batch, 0.3, algo.cfg, w)
+        loss.backward()
+        results.append((loss.detach(), stats, [p.grad.clone() for p in algo.agents.parameters()]))
+    (l0, s0, g0), (l1, s1, g1) = results
+    torch.testing.assert_close(l1, l0)
+    torch.testing.assert_close(s1, s0)
+    torch.testing.assert_close(g1, g0)
 
 
 @needs_cuda
@@ -68,16 +102,17 @@ def test_graphed_step_equals_eager_and_captures_again_after_reset():
     xs, ys = torch.randn(14, 16, 8, device=CUDA, generator=g), torch.randn(14, 16, 1, device=CUDA, generator=g)
     net_e, _, eager = build()
     net_g, opt_g, step_g = build()
-    graphed = GraphedStep(step_g, warmup=2)
+    graphed = GraphedStep(step_g, warmup=2, max_graphs=1)
     for i in range(14):
         if i == 8:                                   # a resume: new optimiser state tensors
             opt_g.load_state_dict(copy.deepcopy(opt_g.state_dict()))
             graphed.reset()
-        rows = slice(None) if i % 4 else slice(0, 5)           # two signatures: 16 and 5 rows
+        rows = slice(0, 5) if i in (0, 5, 6, 12) else slice(None)      # two signatures: 5 and 16 rows
         torch.testing.assert_close(graphed(xs[i, rows], ys[i, rows]), eager(xs[i, rows], ys[i, rows]), **CLOSE)
-    # calls 0-7: 16 rows warm up twice, then replay 4 times (5 rows: 2 warm-ups only); after the
-    # reset, calls 8-13: 16 rows warm up twice again, then replay twice
-    assert graphed.replays == 2 and len(graphed.graphs) == 1
+    # call 0 (5 rows) warms up; 1-2 (16 rows) warm up, 3 captures 16 rows, 3-4 and 7 replay; 5, 6:
+    # 5 rows again, but the one graph is taken: eager. Reset at 8: 8-9 warm up, 10 captures, 10,
+    # 11 and 13 replay, 12 runs eagerly
+    assert graphed.replays == 3 and list(graphed.graphs) == [(((16, 8), torch.float32), ((16, 1), torch.float32))]
     for a, b in zip(net_e.parameters(), net_g.parameters()):
         torch.testing.assert_close(a, b, **CLOSE)
 
@@ -125,33 +160,39 @@ def test_world_model_graph_equals_eager_and_resumes(tmp_path, monkeypatch):
 
 
 @needs_cuda
-@pytest.mark.parametrize("task", ["reach", "reach-memory", "game"])
+@pytest.mark.parametrize("task", ["reach", "reach-memory", "reach-memory-bf16", "game"])
 def test_moma_ppo_graph_equals_eager(task, tmp_path, monkeypatch):
     """Four updates with the running normalisers on (read by the graph at each replay, updated
     between iterations) and per-group clipping, minibatches of 32 rows: the continuous reach task
-    in model mode (with and without the attention memory) and the discrete game on its simulator."""
+    in model mode (with and without the attention memory, which bf16 autocast covers), and the
+    discrete game on its simulator (a partial last minibatch: padded in the graph). The teams and
+    every logged training metric agree."""
     if task == "game":
         dom, ds, env, kw = game.make_domain(), game_dataset("unfavorable", root=tmp_path), None, {"mode": "simulator"}
     else:
         dom, g = reach_domain(), np.random.default_rng(0)
         s = g.uniform(-0.8, 0.8, (100, 2)).astype(np.float32)
         ds = Dataset(s, g.uniform(-1, 1, (100, 2)), -np.ones(100), s, np.zeros(100, bool), np.arange(100) % 5 == 4)
-        env, kw = DriftModel(), {"mode": "model", "memory": task == "reach-memory", "memory_length": 3,
-                                 "horizon": 4, "l_eps": 100.0}
-    replays = []
-    call = GraphedStep.__call__
-    monkeypatch.setattr(GraphedStep, "__call__", lambda self, *a: replays.append(len(self.graphs)) or call(self, *a))
-    teams = {}
+        env, kw = DriftModel(), {"mode": "model", "memory": "memory" in task, "memory_length": 3,
+                                 "horizon": 4, "l_eps": 100.0, "precision": "bf16" if "bf16" in task else "fp32"}
+    steps = []
+    init = GraphedStep.__init__
+    monkeypatch.setattr(GraphedStep, "__init__", lambda self, *a, **k: steps.append(self) or init(self, *a, **k))
+    teams, metrics = {}, {}
     for graph in (False, True):
         cfg = MomaPPOConfig(**{**SMALL, **STABILISERS, **kw, "steps": 4, "transitions_per_update": 128,
                                "batch_size": 32, "device": "cuda", "cuda_graph": graph, "fused_adam": True})
         run = Run(f"g{graph}", cfg, seed=2, root=tmp_path)
         teams[graph] = train(cfg, ds, dom, run, progress=False, world_model=env)
-        assert np.isfinite(run.metrics()[-1]["train/value_loss"])
-    assert sum(n > 0 for n in replays) > 50           # most of the 4 x 5 x 4 minibatch steps were replays
+        metrics[graph] = [{k: v for k, v in row.items() if k.startswith("train/")} for row in run.metrics()]
+    assert len(steps) == 1 and steps[0].replays > 60    # of 4 x 5 x 4 (or 5) minibatch steps, 3 warm up
     a, b = teams[False].state_dict(), teams[True].state_dict()
     for k in a:
         torch.testing.assert_close(b[k], a[k], **CLOSE, msg=k)
+    for row_e, row_g in zip(metrics[False], metrics[True], strict=True):
+        assert row_e.keys() == row_g.keys()
+        for k in row_e:
+            assert row_g[k] == pytest.approx(row_e[k], rel=1e-3, abs=1e-4), k
 
 
 def test_capturing_is_false_outside_a_capture():

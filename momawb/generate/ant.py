@@ -132,8 +132,10 @@ def choose_medium(config: AntDatasetConfig, stats: dict[int, dict]) -> int:
     walking = [s for s in stats if 0 < s < final and (frac == 0 or stats[s]["speed"] >= frac * expert["speed"])]
     if not walking or (config.medium_min_speed_frac > 0 and expert["speed"] <= 0):
         table = ", ".join(f"{s}: return {v['return']:.0f} speed {v['speed']:.2f}" for s, v in sorted(stats.items()))
-        raise RuntimeError(f"no learner snapshot walks forward at >= {config.medium_min_speed_frac:.2f} of the expert's "
-                           f"speed ({table}); train the learner longer (learner_steps) or snapshot more often")
+        what = (f"walks forward at >= {frac:.2f} of the expert's speed" if frac > 0 else
+                "lies between the first and the final one")
+        raise RuntimeError(f"no learner snapshot {what} ({table}); train the learner longer (learner_steps) or "
+                           "snapshot more often")
     return min(walking, key=lambda s: (abs(stats[s]["return"] - target), s))
 
 
