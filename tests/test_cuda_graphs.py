@@ -24,7 +24,7 @@ from momawb.runs import Run
 from momawb.world_model import WorldModelConfig
 
 from test_moma_ppo import SMALL, STABILISERS, DriftModel, reach_domain
-from test_world_model import TINY, linear_dataset, linear_domain
+from test_world_model import TINY, _params, fit_killed_and_resumed, linear_dataset, linear_domain
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 CUDA = torch.device("cuda")
@@ -117,10 +117,6 @@ def test_graphed_step_equals_eager_and_captures_again_after_reset():
         torch.testing.assert_close(a, b, **CLOSE)
 
 
-def _params(model):
-    return torch.cat([p.flatten() for p in model.ensemble.state_dict().values()])
-
-
 @needs_cuda
 def test_world_model_graph_equals_eager_and_resumes(tmp_path, monkeypatch):
     """The replayed update against the same trainer's eager one (the same capturable fused Adam),
@@ -143,18 +139,7 @@ def test_world_model_graph_equals_eager_and_resumes(tmp_path, monkeypatch):
         torch.testing.assert_close(p, eager.ensemble.state_dict()[name], **CLOSE, msg=name)
 
     straight = fit_world_model(ds, dom, cfg, Run("wm", cfg, seed=1, root=tmp_path / "g"), progress=False)
-    original = EnsembleTrainer.update
-
-    def crash(self, step):
-        if step == 37:
-            raise KeyboardInterrupt
-        return original(self, step)
-
-    monkeypatch.setattr(EnsembleTrainer, "update", crash)
-    with pytest.raises(KeyboardInterrupt):
-        fit_world_model(ds, dom, cfg, Run("wm", cfg, seed=1, root=tmp_path / "r"), progress=False)
-    monkeypatch.setattr(EnsembleTrainer, "update", original)
-    resumed = fit_world_model(ds, dom, cfg, Run("wm", cfg, seed=1, root=tmp_path / "r"), progress=False)
+    resumed, _ = fit_killed_and_resumed(ds, dom, cfg, tmp_path / "r", monkeypatch)
     torch.testing.assert_close(_params(resumed), _params(straight), **CLOSE)
     assert resumed.elites == straight.elites
 

@@ -199,24 +199,30 @@ def _params(model):
     return torch.cat([p.flatten() for p in model.ensemble.state_dict().values()])
 
 
-@pytest.mark.parametrize("sampling", ["host", "device"])
-def test_resume_after_interrupt_matches_uninterrupted(sampling, tmp_path, monkeypatch):
-    ds, dom = linear_dataset(600), linear_domain()
-    cfg = WorldModelConfig(**{**TINY, "eval_every": 20, "checkpoint_every": 10}, steps=60, sampling=sampling)
-    ref = fit_world_model(ds, dom, cfg, Run("wm", cfg, seed=1, root=tmp_path / "a"), progress=False)
+def fit_killed_and_resumed(ds, dom, cfg, root, monkeypatch, at: int = 37):
+    """Fit with seed 1 under ``root``, killed (KeyboardInterrupt) at step ``at``, then started
+    again; returns (the resumed model, its run)."""
     original = EnsembleTrainer.update
 
     def crash(self, step):
-        if step == 37:
+        if step == at:
             raise KeyboardInterrupt
         return original(self, step)
 
     monkeypatch.setattr(EnsembleTrainer, "update", crash)
     with pytest.raises(KeyboardInterrupt):
-        fit_world_model(ds, dom, cfg, Run("wm", cfg, seed=1, root=tmp_path / "b"), progress=False)
+        fit_world_model(ds, dom, cfg, Run("wm", cfg, seed=1, root=root), progress=False)
     monkeypatch.setattr(EnsembleTrainer, "update", original)
-    run_b = Run("wm", cfg, seed=1, root=tmp_path / "b")
-    resumed = fit_world_model(ds, dom, cfg, run_b, progress=False)
+    run = Run("wm", cfg, seed=1, root=root)
+    return fit_world_model(ds, dom, cfg, run, progress=False), run
+
+
+@pytest.mark.parametrize("sampling", ["host", "device"])
+def test_resume_after_interrupt_matches_uninterrupted(sampling, tmp_path, monkeypatch):
+    ds, dom = linear_dataset(600), linear_domain()
+    cfg = WorldModelConfig(**{**TINY, "eval_every": 20, "checkpoint_every": 10}, steps=60, sampling=sampling)
+    ref = fit_world_model(ds, dom, cfg, Run("wm", cfg, seed=1, root=tmp_path / "a"), progress=False)
+    resumed, run_b = fit_killed_and_resumed(ds, dom, cfg, tmp_path / "b", monkeypatch)
     assert_same_numbers(_params(ref), _params(resumed))
     assert ref.elites == resumed.elites
     assert_same_numbers(ref.val_scores, resumed.val_scores)
