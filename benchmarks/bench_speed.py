@@ -189,7 +189,7 @@ def anchor(script: Path, src: str | None, args: list[str], keep_memory: bool = F
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("--anchors", default=str(Path(__file__).resolve().parents[2] / "shared" / "anchors"))
     ap.add_argument("--okit-src", default=None, help="extracted OfflineRL-Kit tree")
     ap.add_argument("--moma-src", default=None, help="extracted moma-ppo tree")
@@ -210,6 +210,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.rounds < 1:
         ap.error(f"--rounds must be at least 1, got {args.rounds}")
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        ap.error(f"--device must be cpu, cuda or cuda:<index>, got {args.device!r}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        ap.error(f"--device {args.device}: CUDA is not available here (torch {torch.__version__}); run without "
+                 "--device to time the CPU")
     reps = 2 if args.quick else 5
     kept = keep_freed_memory()         # as every momawb trainer does (loop.train_loop)
     device = torch.device(args.device)

@@ -13,9 +13,10 @@ the CUDA semantics notes of the torch documentation, "CUDA Graphs").
   stream, as capture requires; they are real steps, like every replay;
 * the next call captures one call (capture runs nothing), and it and every later call copy their
   inputs into the graph's static buffers and replay it; outputs are returned as fresh copies;
-* at most ``max_graphs`` signatures are captured (MOMA-PPO's last, partial minibatch changes
-  size with the number of alive transitions); other signatures run eagerly, as steps of the
-  same function, so results do not depend on which ran as a graph beyond rounding.
+* at most ``max_graphs`` signatures are captured; other signatures run eagerly, as steps of the
+  same function, so results do not depend on which ran as a graph beyond rounding. Both
+  trainers keep one shape (MOMA-PPO pads its last, partial minibatch: `loop.padded_minibatch`)
+  and capture one graph.
 
 What the step function must respect (both trainers do): no host synchronisation (no ``.item()``,
 no data-dependent Python branches); gradients reset with ``zero_grad(set_to_none=True)`` inside
@@ -34,7 +35,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["GraphedStep", "capturing", "require_cuda"]
+__all__ = ["GraphedStep", "capturing", "use_graphs"]
 
 
 def capturing(device: torch.device | str) -> bool:
@@ -42,12 +43,11 @@ def capturing(device: torch.device | str) -> bool:
     return torch.device(device).type == "cuda" and torch.cuda.is_current_stream_capturing()
 
 
-def require_cuda(device: torch.device | str, where: str) -> None:
-    """Raise ValueError naming ``where`` unless ``device`` is a CUDA device."""
-    if torch.device(device).type != "cuda":
-        raise ValueError(f"{where}: cuda_graph=True replays CUDA graphs and needs a CUDA device, but this "
-                         f"run is on {torch.device(device)}; set cuda_graph: false in that section "
-                         "(the params/ gpu presets set it for CUDA machines: on a CPU use the cpu preset)")
+def use_graphs(cuda_graph: bool, device: torch.device | str) -> bool:
+    """Whether a trainer replays its steps as graphs: ``cuda_graph`` set and ``device`` a CUDA
+    device. On any other device the option is a no-op (eager steps, the same numbers), as
+    ``precision: tf32`` is on CPU, so that a gpu-preset run also runs, and resumes, on a CPU."""
+    return bool(cuda_graph) and torch.device(device).type == "cuda"
 
 
 def _clone(out):
@@ -77,6 +77,9 @@ class GraphedStep:
         self.replays = 0
 
     def __call__(self, *inputs: torch.Tensor):
+        if not inputs or not all(t.is_cuda for t in inputs):
+            raise ValueError("GraphedStep replays CUDA graphs: its inputs must be CUDA tensors, got devices "
+                             f"{[str(t.device) for t in inputs]} (trainers use it only on CUDA: use_graphs)")
         with torch.cuda.device(inputs[0].device):      # streams and graphs on the inputs' GPU (cuda:1 too)
             sig = tuple((tuple(t.shape), t.dtype) for t in inputs)
             entry = self.graphs.get(sig)

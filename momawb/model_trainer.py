@@ -9,6 +9,8 @@ patience) are listed in `momawb.world_model`'s docstring.
 """
 from __future__ import annotations
 
+import hashlib
+import warnings
 from typing import Any
 
 import numpy as np
@@ -16,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from momawb.cuda_graphs import GraphedStep, require_cuda
+from momawb.cuda_graphs import GraphedStep, use_graphs
 from momawb.datasets import Dataset, DatasetError
 from momawb.precision import adam, autocast
 from momawb.loop import train_loop
@@ -94,10 +96,9 @@ class EnsembleTrainer:
         self.val = (xn[va.to(device)], yn[va.to(device)], term[va.to(device)])
         self.ensemble = GaussianEnsemble(config.n_members, x.shape[1], domain.state_dim, config.hidden,
                                          config.activation, config.min_logvar, config.max_logvar).to(device)
-        if config.cuda_graph:
-            require_cuda(device, "WorldModelConfig (the world_model section)")
-        self.opt = adam(self.ensemble.parameters(), config.lr, config.fused_adam, capturable=config.cuda_graph)
-        self.graphed = GraphedStep(self._step, max_graphs=1) if config.cuda_graph else None
+        graphs = use_graphs(config.cuda_graph, device)
+        self.opt = adam(self.ensemble.parameters(), config.lr, config.fused_adam, capturable=graphs)
+        self.graphed = GraphedStep(self._step, max_graphs=1) if graphs else None
         self.best = {k: v.detach().clone() for k, v in self.ensemble.state_dict().items()}
         self.best_scores = torch.full((config.n_members,), float("inf"))
         self.bad_evals = 0
@@ -121,7 +122,7 @@ class EnsembleTrainer:
         """One Adam step on every member's own minibatch. ``sampling='device'``: no host sync, the
         metrics stay tensors and a non-finite loss is stepped on (`loop.train_loop` stops the run
         at its next read, before any checkpoint); 'host': the step is skipped and the loop raises.
-        ``cuda_graph``: the step (after the index draw) is a replayed CUDA graph."""
+        ``cuda_graph`` on CUDA: the step (after the index draw) is a replayed CUDA graph."""
         n, shape = len(self.train[0]), (self.cfg.n_members, self.cfg.batch_size)   # own minibatch per member
         names = [f"train/{k}" for k in (*LOSS_TERMS, "loss", "grad_norm")]
         if self.generator is not None:
@@ -194,7 +195,7 @@ class EnsembleTrainer:
         out = {"ensemble": self.ensemble.state_dict(), "opt": self.opt.state_dict(), "best": self.best,
                "best_scores": self.best_scores, "bad_evals": self.bad_evals}
         if self.generator is not None:
-            out["generator"] = self.generator.get_state()
+            out["generator"], out["generator_device"] = self.generator.get_state(), self.device.type
         return out
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
@@ -205,7 +206,15 @@ class EnsembleTrainer:
         self.best = {k: v.to(self.device) for k, v in s["best"].items()}
         self.best_scores, self.bad_evals = s["best_scores"].cpu(), int(s["bad_evals"])
         if self.generator is not None:
-            self.generator.set_state(s["generator"].cpu())
+            state, saved_on = s["generator"].cpu(), s.get("generator_device", self.device.type)
+            if saved_on == self.device.type:
+                self.generator.set_state(state)
+            else:       # CPU and CUDA generators are different algorithms: a stream cannot cross over
+                self.generator.manual_seed(int.from_bytes(hashlib.sha256(state.numpy().tobytes()).digest()[:8],
+                                                          "little") >> 1)
+                warnings.warn(f"world model {self.run.dir.name}: its minibatch generator (sampling: device) was "
+                              f"saved on {saved_on} and resumes on {self.device.type}; that stream cannot continue "
+                              "on another device type, so a new one seeded from the saved state takes over")
 
 
 def fit_world_model(dataset: Dataset, domain, config: WorldModelConfig, run: Run, *,

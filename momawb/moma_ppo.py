@@ -59,7 +59,7 @@ import numpy as np
 import torch
 
 from momawb.config import Config, ConfigError, param, register
-from momawb.cuda_graphs import GraphedStep, require_cuda
+from momawb.cuda_graphs import GraphedStep, use_graphs
 from momawb.evaluation import evaluate
 from momawb.model_env import OnDevice, SimulatorEnv
 from momawb.moma_agents import MomaPPOAgents
@@ -145,18 +145,18 @@ class MomaPPOConfig(Config):
     precision: str = param("fp32", "'fp32'; 'bf16': the agents' encoder (the attention memory) under bfloat16 "
                            "autocast; 'tf32': TF32 matmuls on CUDA", choices=PRECISIONS)
     fused_adam: bool = param(False, "torch's fused (single-kernel) Adam: equal to rounding, faster")
-    cuda_graph: bool = param(False, "CUDA only: each minibatch step (loss, backward, clipping, Adam, alpha) "
+    cuda_graph: bool = param(False, "on CUDA, each minibatch step (loss, backward, clipping, Adam, alpha) "
                              "replayed as a captured CUDA graph (momawb.cuda_graphs; needs fused_adam: true); "
+                             "on CPU a no-op (eager steps), as tf32; "
                              "equal to eager to rounding")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.cuda_graph and not self.fused_adam:
-            raise ConfigError("MomaPPOConfig.cuda_graph = True steps with the capturable fused Adam "
-                              "(momawb.precision.adam): set fused_adam: true too, or cuda_graph: false")
-        if self.cuda_graph and not (self.device in ("auto", "cuda") or self.device.startswith("cuda:")):
-            raise ConfigError(f"MomaPPOConfig.cuda_graph = True replays CUDA graphs, but device = {self.device!r}: "
-                              "set device: cuda (or auto), or cuda_graph: false")
+            raise ConfigError("MomaPPOConfig.cuda_graph = True needs fused_adam: true: a graph replays a fixed "
+                              "sequence of GPU operations, so the optimiser step must keep its step count on the "
+                              "GPU (torch's fused Adam with capturable=True); set fused_adam: true too, or "
+                              "cuda_graph: false")
         if self.mode == "online" and self.transitions_per_update < self.n_envs:
             raise ConfigError(f"MomaPPOConfig: transitions_per_update={self.transitions_per_update} < n_envs="
                               f"{self.n_envs}; raise transitions_per_update or lower n_envs")
@@ -250,16 +250,15 @@ class MomaPPO:
             groups.append({"params": critic, "lr": cfg.critic_lr or cfg.lr})
         if mem_ids:
             groups.append({"params": list(memory.parameters()), "lr": cfg.memory_lr})
-        if cfg.cuda_graph:
-            require_cuda(device, "MomaPPOConfig (the moma_ppo section)")
-        self.opt = adam(groups, cfg.lr, cfg.fused_adam, capturable=cfg.cuda_graph)
+        graphs = use_graphs(cfg.cuda_graph, device)
+        self.opt = adam(groups, cfg.lr, cfg.fused_adam, capturable=graphs)
         if cfg.clip_per_group:
             self.param_sets = [g["params"] for g in self.opt.param_groups]
         else:
             self.param_sets = [[p for g in self.opt.param_groups for p in g["params"]]]
-        self.graphed = GraphedStep(self._minibatch, max_graphs=1) if cfg.cuda_graph else None
+        self.graphed = GraphedStep(self._minibatch, max_graphs=1) if graphs else None
         # replayed steps need one shape: the last, partial minibatch is padded (weight 0 rows)
-        self.pad_minibatches = cfg.cuda_graph
+        self.pad_minibatches = graphs
         self._mb_keys: list[str] = []
         self._stat_keys: list[str] = []
         self.alpha = float(cfg.alpha_init)

@@ -229,6 +229,24 @@ def test_resume_after_interrupt_matches_uninterrupted(sampling, tmp_path, monkey
     assert_same_numbers(run_b.metrics(), Run("wm", cfg, seed=1, root=tmp_path / "a").metrics())
 
 
+def test_device_sampling_resumes_on_another_device_type(tmp_path):
+    """A fit with sampling: device (the gpu presets) saved on a GPU resumes on a CPU (and back):
+    CPU and CUDA generators are different algorithms, so a new stream seeded from the saved state
+    takes over, with a warning; the same checkpoint always gives the same stream."""
+    ds, dom = linear_dataset(300), linear_domain()
+    cfg = WorldModelConfig(**{**TINY, "device": "cpu"}, sampling="device")
+    tr = EnsembleTrainer(ds, dom, cfg, Run("wm", cfg, seed=1, root=tmp_path), torch.device("cpu"))
+    state = tr.state_dict()
+    assert state["generator_device"] == "cpu"
+    state["generator"], state["generator_device"] = torch.arange(16, dtype=torch.uint8), "cuda"   # a CUDA state
+    draws = []
+    for _ in range(2):
+        with pytest.warns(UserWarning, match="saved on cuda and resumes on cpu"):
+            tr.load_state_dict(state)
+        draws.append(torch.randint(0, 100, (5,), generator=tr.generator))
+    assert torch.equal(*draws)
+
+
 @pytest.mark.parametrize("sampling", ["host", "device"])
 def test_nan_raises_and_keeps_last_checkpoint(sampling, tmp_path, monkeypatch):
     """With device sampling on an accelerator the metrics are read at log and checkpoint steps
