@@ -12,8 +12,9 @@ timed in the same run by their anchor scripts (``../shared/anchors/``, their cod
    rollouts + GAE + the MAPPO update, per precision. Anchor: ``official_moma_ppo_bench.py``
    (``generate_transition_batches`` + ``get_gae`` + ``MAPPO.update_from_batch``, PO, WM 1024).
 3. Several runs at once (``--parts 3``, for ``sweep(..., workers_per_gpu=K)``): K processes each
-   timing part 2's iteration (fp32) at the same time, for K in ``--concurrent`` (default 1,2,4):
-   the median iteration of each and the throughput against one run alone.
+   timing part 2's iteration (fp32, and on CUDA the tf32 graph setting) at the same time, for K
+   in ``--concurrent`` (default 1,2,4): the median iteration of each and the throughput against
+   one run alone.
 
     python benchmarks/bench_speed.py --okit-src DIR --moma-src DIR [--anchors ../shared/anchors] [--quick] [--rounds 3]
     python benchmarks/bench_speed.py --device cuda --parts 1,2,3      # issue 19's GPU rows, one script

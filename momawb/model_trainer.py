@@ -28,6 +28,7 @@ from momawb.world_model import EVAL_CHUNK, MODEL_FILE, GaussianEnsemble, WorldMo
 __all__ = ["EnsembleTrainer", "fit_world_model", "load_or_fit"]
 
 LOSS_TERMS = ("nll_state", "nll_reward", "bce")     # `EnsembleTrainer.losses`, in this order
+METRICS = tuple(f"train/{k}" for k in (*LOSS_TERMS, "loss", "grad_norm"))   # `EnsembleTrainer.update`'s
 
 
 def _clip_member_grads(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
@@ -124,16 +125,15 @@ class EnsembleTrainer:
         at its next read, before any checkpoint); 'host': the step is skipped and the loop raises.
         ``cuda_graph`` on CUDA: the step (after the index draw) is a replayed CUDA graph."""
         n, shape = len(self.train[0]), (self.cfg.n_members, self.cfg.batch_size)   # own minibatch per member
-        names = [f"train/{k}" for k in (*LOSS_TERMS, "loss", "grad_norm")]
         if self.generator is not None:
             idx = torch.randint(0, n, shape, generator=self.generator, device=self.device)
             values = self.graphed(idx) if self.graphed is not None else self._step(idx)
-            return dict(zip(names, values))
+            return dict(zip(METRICS, values))
         idx = torch.as_tensor(self.run.np_rng.integers(0, n, shape), device=self.device)
         values = self._step(idx, apply=False).tolist()                  # one sync
         if np.isfinite(values[-2]):
             self.opt.step()                                             # else no step: train_loop raises
-        return dict(zip(names, values))
+        return dict(zip(METRICS, values))
 
     def _step(self, idx: torch.Tensor, apply: bool = True) -> torch.Tensor:
         """Loss, backward, per-member clipping and (``apply``) the Adam step on rows ``idx``

@@ -257,8 +257,6 @@ class MomaPPO:
         else:
             self.param_sets = [[p for g in self.opt.param_groups for p in g["params"]]]
         self.graphed = GraphedStep(self._minibatch, max_graphs=1) if graphs else None
-        # replayed steps need one shape: the last, partial minibatch is padded (weight 0 rows)
-        self.pad_minibatches = graphs
         self._mb_keys: list[str] = []
         self._stat_keys: list[str] = []
         self.alpha = float(cfg.alpha_init)
@@ -343,7 +341,7 @@ class MomaPPO:
         for _ in range(cfg.epochs):
             for idx_t in iterate_minibatches(n, cfg.batch_size, rng, self.device):
                 weights = None
-                if self.pad_minibatches:
+                if self.graphed is not None:      # a graph replays one shape: the partial minibatch is padded
                     idx_t, weights = padded_minibatch(idx_t, cfg.batch_size)
                 alpha, row = step(alpha, weights, *(data[key][idx_t] for key in self._mb_keys))
                 sums = row if sums is None else sums + row              # one sum for all the metrics

@@ -62,12 +62,13 @@ def test_cuda_graph_needs_its_settings_and_is_a_no_op_on_cpu(tmp_path):
         params.append(_params(tr))
     assert torch.equal(*params)
     algo = MomaPPO(game.make_domain(), MomaPPOConfig(**SMALL, cuda_graph=True, fused_adam=True), torch.device("cpu"))
-    assert algo.graphed is None and not algo.pad_minibatches
+    assert algo.graphed is None                       # eager steps, so no padded minibatches either
 
 
 def test_padded_minibatch_gives_the_unpadded_loss_and_gradients():
-    """What a replayed MOMA-PPO step computes (`MomaPPO.pad_minibatches`, `loop.padded_minibatch`): a partial minibatch
-    padded to batch_size with weight-0 rows has the unpadded loss, metrics and gradients."""
+    """What a replayed MOMA-PPO step computes (`loop.padded_minibatch`, used when `MomaPPO.graphed`
+    is set): a partial minibatch padded to batch_size with weight-0 rows has the unpadded loss,
+    metrics and gradients."""
     dom = reach_domain()
     torch.manual_seed(0)
     algo = MomaPPO(dom, MomaPPOConfig(**{**SMALL, **STABILISERS, "memory": True, "memory_length": 3,
