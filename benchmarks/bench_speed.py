@@ -12,9 +12,11 @@ timed in the same run by their anchor scripts (``../shared/anchors/``, their cod
    rollouts + GAE + the MAPPO update, per precision. Anchor: ``official_moma_ppo_bench.py``
    (``generate_transition_batches`` + ``get_gae`` + ``MAPPO.update_from_batch``, PO, WM 1024).
 3. Several runs at once (``--parts 3``, for ``sweep(..., workers_per_gpu=K)``): K processes each
-   timing part 2's iteration (fp32, and on CUDA the tf32 graph setting) at the same time, for K
-   in ``--concurrent`` (default 1,2,4): the median iteration of each and the throughput against
-   one run alone.
+   running part 2's iteration (fp32, and on CUDA the tf32 graph setting), warmed up, then all
+   from one common start for ``--duration`` s, for K in ``--concurrent`` (default 1,2,4): the
+   median iteration of each and the iterations per second of all K against one run alone. On
+   CUDA the lone run is also profiled: the GPU's busy time per iteration bounds what processes
+   that take turns on the GPU can add.
 
     python benchmarks/bench_speed.py --okit-src DIR --moma-src DIR [--anchors ../shared/anchors] [--quick] [--rounds 3]
     python benchmarks/bench_speed.py --device cuda --parts 1,2,3      # issue 19's GPU rows, one script
@@ -144,37 +146,89 @@ def random_world_model(dom, hidden, precision: str = "fp32", device: torch.devic
     return WorldModel(dom, cfg, ens, stats, [0, 1, 2, 3, 4], [0.0] * 7, device)
 
 
-def moma_ppo_iteration(data, reps, device: torch.device = torch.device("cpu"),
-                       only: tuple[str, ...] | None = None) -> dict[str, dict[str, float]]:
+def iteration_fn(data, kw: dict, device: torch.device):
+    """Part 2's iteration (rollouts + GAE + MAPPO update) with config overrides ``kw``: the
+    callable, and the lists it appends each call's rollout and update seconds and transitions to."""
     dom = make("ant", observation="po").for_dataset(data)
     data.agent_views(dom, 10)                      # built once, as a run does before its first iteration
+    cfg = MomaPPOConfig(memory=True, l_eps=float("inf"), **kw)
+    wm = random_world_model(dom, (1024,) * 4, kw.get("precision", "fp32"), device)
+    torch.manual_seed(0)
+    algo, rng = MomaPPO(dom, cfg, device), np.random.default_rng(0)
+    times = {"rollouts": [], "update": [], "transitions": []}
+
+    def iteration():
+        t0 = time.perf_counter()
+        start = sample_starts(data, dom, cfg.n_rollouts, rng, device, cfg.memory_length)
+        ro = model_rollouts(algo.agents, wm, dom, start, cfg)
+        sync(device)
+        t1 = time.perf_counter()
+        algo.update(ro, rng)
+        sync(device)
+        times["rollouts"].append(t1 - t0)
+        times["transitions"].append(int(ro.alive.sum()))
+        times["update"].append(time.perf_counter() - t1)
+    return iteration, times
+
+
+def moma_ppo_iteration(data, reps, device: torch.device = torch.device("cpu"),
+                       only: tuple[str, ...] | None = None) -> dict[str, dict[str, float]]:
     out = {}
     for name, kw in settings(device, False).items():
         if only is not None and name not in only:
             continue
-        cfg = MomaPPOConfig(memory=True, l_eps=float("inf"), **kw)
-        wm = random_world_model(dom, (1024,) * 4, kw.get("precision", "fp32"), device)
-        torch.manual_seed(0)
-        algo, rng = MomaPPO(dom, cfg, device), np.random.default_rng(0)
-        times = {"rollouts": [], "update": [], "transitions": []}
-
-        def iteration():
-            t0 = time.perf_counter()
-            start = sample_starts(data, dom, cfg.n_rollouts, rng, device, cfg.memory_length)
-            ro = model_rollouts(algo.agents, wm, dom, start, cfg)
-            sync(device)
-            t1 = time.perf_counter()
-            algo.update(ro, rng)
-            sync(device)
-            times["rollouts"].append(t1 - t0)
-            times["transitions"].append(int(ro.alive.sum()))
-            times["update"].append(time.perf_counter() - t1)
-
+        iteration, times = iteration_fn(data, kw, device)
         total = median_time(iteration, reps, device=device)
         out[name] = {"iteration": total, "rollouts": float(np.median(times["rollouts"][1:])),
                      "update": float(np.median(times["update"][1:])),
                      "transitions": int(np.median(times["transitions"]))}
     return out
+
+
+def gpu_kernel_time(fn, n: int, device: torch.device) -> dict[str, float]:
+    """Per call of ``fn`` (n calls under torch's profiler): the seconds in which the GPU ran a kernel
+    or copy (the union of their intervals), how many it ran, and the profiled wall seconds. The
+    busy share bounds what several processes can add on one GPU that takes turns between them."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+    sync(device)
+    t = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(n):
+            fn()
+        sync(device)
+    wall = time.perf_counter() - t
+    spans = sorted((e.time_range.start, e.time_range.end) for e in prof.events() if e.device_type == DeviceType.CUDA)
+    busy, end = 0.0, -np.inf
+    for a, b in spans:                             # union of intervals, microseconds
+        busy += max(0.0, b - max(a, end))
+        end = max(end, b)
+    return {"kernel_s": busy / n / 1e6, "kernels": len(spans) / n, "profiled_wall_s": wall / n}
+
+
+def worker(args, device: torch.device) -> None:
+    """One run of part 3: warm up (graphs captured), optionally profile, say ready, wait for the
+    common start, then iterate for ``--duration`` seconds; prints its count and times as JSON."""
+    iteration, _ = iteration_fn(synthetic(), settings(device, False)[args.worker_setting], device)
+    for _ in range(3):
+        iteration()
+    sync(device)
+    out = gpu_kernel_time(iteration, 5, device) if args.profile and device.type == "cuda" else {}
+    barrier = Path(args.barrier)
+    (barrier / f"ready-{os.getpid()}").touch()
+    while not (barrier / "go").exists():
+        time.sleep(0.005)
+    start = float((barrier / "go").read_text())
+    while time.time() < start:
+        time.sleep(0.001)
+    each = []
+    while time.time() < start + args.duration:
+        t = time.perf_counter()
+        iteration()
+        sync(device)
+        each.append(time.perf_counter() - t)
+    print(json.dumps({"iterations": len(each), "seconds": time.time() - start, "median": float(np.median(each)),
+                      **out}))
 
 
 def anchor(script: Path, src: str | None, args: list[str], keep_memory: bool = False) -> dict | None:
@@ -208,9 +262,17 @@ def main() -> None:
                          "(momawb.allocator), to tell that setting's share of the ratios apart")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)   # one run of part 3
     ap.add_argument("--worker-setting", default="fp32", help=argparse.SUPPRESS)
+    ap.add_argument("--barrier", help=argparse.SUPPRESS)
+    ap.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--part3", default="fp32,graph", help="part 3's settings: fp32 (eager) and, on CUDA, graph "
+                    "(tf32 + fused Adam + CUDA graph)")
+    ap.add_argument("--duration", type=float, default=20.0, help="part 3: seconds each run iterates from the "
+                    "common start")
     args = ap.parse_args()
     if args.rounds < 1:
         ap.error(f"--rounds must be at least 1, got {args.rounds}")
+    if not set(args.part3.split(",")) <= {"fp32", "graph"}:
+        ap.error(f"--part3 takes fp32, graph or fp32,graph, got {args.part3!r}")
     if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
         ap.error(f"--device must be cpu, cuda or cuda:<index>, got {args.device!r}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -220,8 +282,7 @@ def main() -> None:
     kept = keep_freed_memory()         # as every momawb trainer does (loop.train_loop)
     device = torch.device(args.device)
     if args.worker:
-        print(json.dumps(moma_ppo_iteration(synthetic(), reps, device, only=(args.worker_setting,))[
-            args.worker_setting]))
+        worker(args, device)
         return
     if device.type != "cpu":
         args.okit_src = args.moma_src = None
@@ -245,7 +306,7 @@ def main() -> None:
         for key, xs in ratios.items():
             print(f"  {key:52s} {np.median(xs):.2f}x ({min(xs):.2f}-{max(xs):.2f}x)")
     if "3" in parts:
-        part3(args, reps)
+        part3(args)
 
 
 def part1(args, anchors: Path, reps: int, root: str, device: torch.device, ratios: dict, nll: bool = True) -> None:
@@ -303,26 +364,43 @@ def part2(args, anchors: Path, reps: int, device: torch.device, ratios: dict) ->
               f"{ours['fp32']['iteration'] / t['iteration']:.2f}x fp32{vs})")
 
 
-def part3(args, reps: int) -> None:
-    """K runs at once, each a process timing part 2's iteration (its own threads: cores / K), in
-    fp32 and, on CUDA, with the steps replayed as CUDA graphs."""
+def part3(args) -> None:
+    """K runs at once, each a process running part 2's iteration (its own threads: cores / K), in
+    fp32 and, on CUDA, with the steps replayed as CUDA graphs. Every process warms up first and
+    all start together, then iterate for ``--duration`` s: the throughput is the iterations per
+    second of all K against one run alone. On CUDA the lone run also reports the GPU's busy share."""
     cores = os.cpu_count() or 1
-    for setting in ("fp32", GRAPH) if args.device.startswith("cuda") else ("fp32",):
-        print(f"\n3. several MOMA-PPO runs at once on one {args.device} (part 2's iteration, {setting}), s")
+    chosen = {"fp32": "fp32", "graph": GRAPH}
+    for setting in (chosen[c] for c in args.part3.split(",") if c == "fp32" or args.device.startswith("cuda")):
+        print(f"\n3. several MOMA-PPO runs at once on one {args.device} (part 2's iteration, {setting}; "
+              f"{args.duration:g} s from a common start)")
         one = None
         for k in (int(c) for c in args.concurrent.split(",")):
-            env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // k))}
-            cmd = [sys.executable, __file__, "--worker", "--device", args.device, "--worker-setting", setting]
-            procs = [subprocess.Popen(cmd + (["--quick"] if args.quick else []), stdout=subprocess.PIPE, env=env,
-                                      text=True) for _ in range(k)]
-            outs = [p.communicate()[0] for p in procs]
+            with tempfile.TemporaryDirectory() as barrier:
+                env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // k))}
+                cmd = [sys.executable, __file__, "--worker", "--device", args.device, "--worker-setting", setting,
+                       "--barrier", barrier, "--duration", str(args.duration)] + (["--profile"] if k == 1 else [])
+                procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True) for _ in range(k)]
+                while len(list(Path(barrier).glob("ready-*"))) < k:
+                    if any(p.poll() is not None for p in procs):
+                        break                          # a worker died before it was ready: reported below
+                    time.sleep(0.05)
+                (Path(barrier) / "go.tmp").write_text(str(time.time() + 0.5))
+                (Path(barrier) / "go.tmp").rename(Path(barrier) / "go")
+                outs = [p.communicate()[0] for p in procs]
             if any(p.returncode for p in procs):
                 raise RuntimeError(f"a part-3 worker failed (exit codes {[p.returncode for p in procs]})")
-            t = [json.loads(o.strip().splitlines()[-1])["iteration"] for o in outs]
-            if k == 1:
-                one = float(np.median(t))
-            thr = f"; {k * one / float(np.median(t)):.2f}x the throughput of one run" if one else ""
-            print(f"  {k} at once ({max(1, cores // k)} threads each): " + ", ".join(f"{x:.3f}" for x in t) + thr)
+            runs = [json.loads(o.strip().splitlines()[-1]) for o in outs]
+            rate = sum(r["iterations"] / r["seconds"] for r in runs)
+            one = one or rate
+            print(f"  {k} at once ({max(1, cores // k)} threads each): median s per iteration "
+                  + ", ".join(f"{r['median']:.3f}" for r in runs)
+                  + f"; {rate:.2f} iterations/s in all, {rate / one:.2f}x the throughput of one run")
+            if "kernel_s" in runs[0]:
+                r = runs[0]
+                print(f"    alone, profiled: the GPU runs {r['kernels']:.0f} kernels and copies in {r['kernel_s']:.3f} s "
+                      f"of each {r['median']:.3f} s iteration ({r['kernel_s'] / r['median']:.0%} busy; processes "
+                      f"that take turns on the GPU add at most {r['median'] / r['kernel_s']:.1f}x)")
 
 
 if __name__ == "__main__":

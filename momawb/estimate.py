@@ -255,7 +255,10 @@ def estimate(jobs: Sequence, backend: str = "local", workers: int | None = None,
         seconds = _pack(wm_times, workers) + _pack(durations, workers)
     seconds += startup.seconds() if startup else 0.0
     if torch.cuda.is_available() and workers > 1:
-        notes.append(f"{workers} workers share the GPU(s); the packing assumes they do not slow each other")
+        from momawb.workers import mps_running
+        turns = "" if mps_running() else ("; without NVIDIA MPS running they take turns on each GPU (README "
+                                          "'Speed on a GPU'), so expect longer")
+        notes.append(f"{workers} workers share the GPU(s); the packing assumes they do not slow each other{turns}")
     return Estimate(seconds, workers, len(jobs), per_method, sum(wm_times), step_s,
                     time.perf_counter() - t_start, notes)
 

@@ -170,17 +170,21 @@ class Setup:
     def estimate_wall_time(self, jobs, **kw) -> None:
         """Print `momawb.estimate.estimate` of ``jobs`` on this machine (kept as ``estimate``)."""
         from momawb.estimate import estimate
+        from momawb.workers import gpu_slots
         kw.setdefault("backend", self.params.backend)
+        kw.setdefault("workers", len(gpu_slots(self.params.workers_per_gpu)) or None)   # as `run`'s sweep
         self.estimate = estimate(jobs, **kw)
         print(self.estimate)
 
     def run(self, jobs, on_result=None, **kw) -> list[dict]:
-        """`momawb.sweep.sweep` of ``jobs`` with this notebook's ``backend`` and ``ray_address``;
-        the rows are merged into ``out_dir/results.json`` (`write_results`) and the wall time is
-        printed beside the estimate. Returns the rows of ``jobs``, in job order."""
+        """`momawb.sweep.sweep` of ``jobs`` with this notebook's ``backend``, ``ray_address`` and
+        ``workers_per_gpu``; the rows are merged into ``out_dir/results.json`` (`write_results`)
+        and the wall time is printed beside the estimate. Returns the rows of ``jobs``, in job
+        order."""
         import time
         from momawb.sweep import sweep
         t0 = time.time()
+        kw.setdefault("workers_per_gpu", self.params.workers_per_gpu)
         rows = sweep(jobs, backend=self.params.backend, address=self.params.ray_address, on_result=on_result, **kw)
         took = time.time() - t0
         path = self.write_results(rows)

@@ -43,7 +43,8 @@ class Parameters(Config):
     generator), ``from_preset`` (parameters whose ``None`` means "the preset file's value"),
     ``headline`` (the results table `make run` prints), ``sections_from`` (another notebook
     whose preset files hold this one's sections: its jobs are configured exactly as there).
-    Every notebook has ``preset``, ``methods``, ``backend``, ``ray_address`` and ``live``.
+    Every notebook has ``preset``, ``methods``, ``backend``, ``ray_address``, ``workers_per_gpu``
+    and ``live``.
     """
 
     label: ClassVar[str] = "parameter"
@@ -74,6 +75,8 @@ def _p(doc: str, **kw: Any) -> Any:
 
 
 PRESET_DOC = "params/<notebook>/<preset>.yaml: ci (minutes, CI), cpu (2 cores), gpu (paper scale), or your own"
+WORKERS_PER_GPU_DOC = ("jobs at once on each GPU (momawb.sweep's workers_per_gpu; None: one worker per core); more "
+                       "than 2 need NVIDIA MPS running (README 'Speed on a GPU')")
 LIVE_DOC = "None: live plots and widgets in JupyterLab, static figures under papermill/nbconvert/nbval"
 
 
@@ -92,6 +95,7 @@ class GameParameters(Parameters):
     seeds: int = _p("seeds 0 .. seeds-1; each seed collects its own dataset", ge=1)
     backend: str = _p("where jobs run", choices=BACKENDS)
     ray_address: str | None = _p("an existing Ray cluster, or None for a local one")
+    workers_per_gpu: int | None = _p(WORKERS_PER_GPU_DOC, ge=1)
     live: bool | None = _p(LIVE_DOC)
     eval_episodes: int = _p("greedy evaluation episodes per seed (paper 100)", ge=1)
 
@@ -113,6 +117,7 @@ class ReacherParameters(Parameters):
     po_memory: bool | None = _p("attention memory under partial observability (None: the preset's)")
     backend: str = _p("where jobs run", choices=BACKENDS)
     ray_address: str | None = _p("an existing Ray cluster, or None for a local one")
+    workers_per_gpu: int | None = _p(WORKERS_PER_GPU_DOC, ge=1)
     live: bool | None = _p(LIVE_DOC)
     eval_episodes: int = _p("greedy evaluation episodes per seed (paper 100)", ge=1)
 
@@ -181,6 +186,7 @@ class AntParameters(_AntData, Parameters):
     table5: bool | None = _p("also train MOMA-PPO in the ground-truth simulator (Table 5; None: the preset's)")
     backend: str = _p("where jobs run", choices=BACKENDS)
     ray_address: str | None = _p("an existing Ray cluster, or None for a local one")
+    workers_per_gpu: int | None = _p(WORKERS_PER_GPU_DOC, ge=1)
     live: bool | None = _p(LIVE_DOC)
     eval_episodes: int | None = _p("greedy evaluation episodes per seed (None: the preset's; the paper: 100)", ge=1)
 
@@ -206,6 +212,7 @@ class AntAblationParameters(_AntData, Parameters):
     po_memory: bool | None = _p("attention memory under partial observability (None: the preset's)")
     backend: str = _p("where jobs run", choices=BACKENDS)
     ray_address: str | None = _p("an existing Ray cluster, or None for a local one")
+    workers_per_gpu: int | None = _p(WORKERS_PER_GPU_DOC, ge=1)
     live: bool | None = _p(LIVE_DOC)
     eval_episodes: int | None = _p("greedy evaluation episodes per seed (None: the preset's)", ge=1)
     norm_rollouts: int = _p("model rollouts of the no-clipping plot", ge=1)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from concurrent.futures import as_completed
 from typing import Any, Callable, Iterable, Sequence
 
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 
 from momawb.jobs import (CENTRALIZED, Job, _fit_config, fit_world_model_job, generator_overrides, grid,
                          needs_world_model, observation_grid, prepare_dataset_job, run_job, trained_team)
-from momawb.workers import (Task, call_with_threads, gpu_slots, process_pool, ray_resources, run_on_ray, run_tasks,
+from momawb.workers import (Task, call_with_threads, gpu_slots, mps_running, process_pool, ray_resources, run_on_ray, run_tasks,
                             threads_per_worker)
 
 __all__ = ["Job", "grid", "observation_grid", "run_job", "trained_team", "fit_world_model_job", "sweep", "tasks",
@@ -80,11 +81,14 @@ def sweep(jobs: Sequence[Job], backend: str = "local", workers: int | None = Non
     every preset, so it should not be left alone at the end; `workers.run_tasks`). Serial and
     Ray run world models, then jobs.
 
-    ``workers_per_gpu`` places that many jobs on each visible GPU at once (small MOMA-PPO runs
-    leave a GPU mostly idle; gpu-notes: 4 runs on one H200 gave 3.4x the throughput of one):
-    the local pool gets ``n_gpus * workers_per_gpu`` workers, each pinned to one GPU through
-    ``CUDA_VISIBLE_DEVICES``; on Ray each task asks for ``num_gpus = 1 / workers_per_gpu``.
-    Ignored where CUDA is not available.
+    ``workers_per_gpu`` places that many jobs on each visible GPU at once (a MOMA-PPO run keeps
+    an H200 busy 42-57 % of the time with CUDA graphs, less without): the local pool gets
+    ``n_gpus * workers_per_gpu`` workers, each pinned to one GPU through ``CUDA_VISIBLE_DEVICES``;
+    on Ray each task asks for ``num_gpus = 1 / workers_per_gpu``. Ignored where CUDA is not
+    available. Processes on one GPU take turns unless NVIDIA's MPS daemon runs
+    (`workers.mps_running`; measured with graphs, README "Speed on a GPU": at most about 2x the
+    throughput of one run without it, 5.1x at 8 per H200 with it), so a local sweep with more
+    than one per GPU and no MPS warns.
 
     On the overlapped local schedule (`overlapped`) a job that fails stops no other (their runs
     and rows are saved) and its error is raised at the end; in the phases (serial, Ray, one
@@ -95,6 +99,11 @@ def sweep(jobs: Sequence[Job], backend: str = "local", workers: int | None = Non
         raise ValueError(f"workers_per_gpu must be >= 1, got {workers_per_gpu}")
     jobs = list(jobs)
     slots = gpu_slots(workers_per_gpu)
+    if slots and workers_per_gpu > 1 and backend == "local" and not mps_running():
+        warnings.warn(f"workers_per_gpu={workers_per_gpu} without NVIDIA MPS: the runs on a GPU take turns on it (CUDA-"
+                      "graph MOMA-PPO runs on an H200: at most about 2x the throughput of one run). Start the "
+                      "MPS daemon first (`nvidia-cuda-mps-control -d`; 5.1x at 8 per GPU), or use "
+                      "workers_per_gpu=2 (README 'Speed on a GPU')", stacklevel=2)
     workers = workers or len(slots) or max(1, os.cpu_count() or 1)
     if slots:
         workers = min(workers, len(slots))   # the pool has one process per GPU slot

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any, Callable, Hashable, Sequence
 
-__all__ = ["Task", "run_tasks", "makespan", "threads_per_worker", "gpu_slots", "process_pool", "ray_resources",
-           "run_on_ray", "call_with_threads"]
+__all__ = ["Task", "run_tasks", "makespan", "threads_per_worker", "gpu_slots", "mps_running", "process_pool",
+           "ray_resources", "run_on_ray", "call_with_threads"]
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,14 @@ def gpu_slots(workers_per_gpu: int | None, n_gpus: int | None = None) -> list[in
         import torch
         n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     return [g for g in range(n_gpus) for _ in range(workers_per_gpu)]
+
+
+def mps_running() -> bool:
+    """Whether NVIDIA's MPS control daemon is listening on this machine: its control pipe exists in
+    ``$CUDA_MPS_PIPE_DIRECTORY`` (default ``/tmp/nvidia-mps``, NVIDIA's MPS documentation). Under
+    MPS the kernels of several processes on one GPU run side by side; without it the processes
+    take turns (README "Speed on a GPU")."""
+    return os.path.exists(os.path.join(os.environ.get("CUDA_MPS_PIPE_DIRECTORY") or "/tmp/nvidia-mps", "control"))
 
 
 def _worker_init(parent: int, queue=None) -> None:

@@ -46,6 +46,7 @@ po_memory = None  # attention memory under partial observability; None: the pres
 table5 = None  # MOMA-PPO in the ground-truth simulator as well (Table 5); None: the preset's
 backend = "local"  # serial, local (process pool) or ray
 ray_address = None  # an existing Ray cluster, or None for a local one
+workers_per_gpu = None  # jobs at once on each GPU; None: one worker per core (README "Speed on a GPU")
 live = None  # None: live plots and widgets in JupyterLab, static figures under papermill/nbconvert
 eval_episodes = None  # greedy evaluation episodes per seed; None: the preset's (the paper: 100)
 

@@ -44,6 +44,7 @@ preset = None  # None: gpu where CUDA is available, else cpu; ci (minutes), cpu,
 po_memory = None  # attention memory under partial observability; None: the preset's
 backend = "local"  # serial, local (process pool) or ray
 ray_address = None  # an existing Ray cluster, or None for a local one
+workers_per_gpu = None  # jobs at once on each GPU; None: one worker per core (README "Speed on a GPU")
 live = None  # None: live plots and widgets in JupyterLab, static figures under papermill/nbconvert
 eval_episodes = None  # greedy evaluation episodes per seed; None: the preset's
 norm_rollouts = 256  # model rollouts of the no-clipping plot

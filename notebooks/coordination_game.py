@@ -38,6 +38,7 @@ methods = ["iql", "maiql", "ibc", "moma_ppo"]
 seeds = 10  # the paper uses 10 seeds for the game
 backend = "local"  # serial, local (process pool) or ray
 ray_address = None  # an existing Ray cluster, or None for a local one
+workers_per_gpu = None  # jobs at once on each GPU; None: one worker per core (README "Speed on a GPU")
 live = None  # None: live plots in JupyterLab, static figures under papermill/nbconvert
 eval_episodes = 100
 

@@ -41,6 +41,7 @@ seeds = None  # None: the preset's (ci 1; cpu and gpu 3, as the paper)
 po_memory = None  # attention memory under partial observability; None: the preset's (gpu: on)
 backend = "local"  # serial, local (process pool) or ray
 ray_address = None  # an existing Ray cluster, or None for a local one
+workers_per_gpu = None  # jobs at once on each GPU; None: one worker per core (README "Speed on a GPU")
 live = None  # None: live plots and widgets in JupyterLab, static figures under papermill/nbconvert
 eval_episodes = 100
 

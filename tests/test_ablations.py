@@ -11,7 +11,7 @@ from momawb.config import ConfigError
 from momawb.train import method_config
 
 ABL = {"preset": "ci", "dataset": "full-replay", "observability": ["fo", "po"], "methods": ["moma_ppo", "no_clip"],
-       "seeds": None, "po_memory": None, "backend": "local", "ray_address": None, "live": None, "eval_episodes": None,
+       "seeds": None, "po_memory": None, "backend": "local", "ray_address": None, "workers_per_gpu": None, "live": None, "eval_episodes": None,
        "norm_rollouts": 8}
 
 

@@ -1,15 +1,17 @@
 """Sweeps: local pool and Ray give the same rows as a serial run; finished jobs are skipped;
 an interrupted job resumes from its checkpoint."""
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
 
-from momawb import results, sweep
+from momawb import results, sweep, workers
 
 FAST = {"ibc": {"steps": 60, "eval_every": 30, "eval_episodes": 2, "checkpoint_every": 20, "log_every": 10,
                 "hidden": [32, 32], "batch_size": 64}}
@@ -139,6 +141,28 @@ def test_several_workers_per_gpu_are_pinned_to_their_gpu():
     assert all(list(seen.values()).count(g) <= 2 for g in ("0", "1"))   # at most 2 workers per GPU
     with pytest.raises(ValueError, match="workers_per_gpu must be >= 1"):
         sweep.sweep([], workers_per_gpu=0)
+
+
+def test_mps_running_reads_the_control_pipe(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path))
+    assert not workers.mps_running()
+    os.mkfifo(tmp_path / "control")            # what `nvidia-cuda-mps-control -d` creates there
+    assert workers.mps_running()
+
+
+def test_several_runs_per_gpu_without_mps_warn(monkeypatch):
+    """Without MPS the runs on one GPU take turns (README "Speed on a GPU"): a local sweep with
+    more than one per GPU says so and what to do; with MPS, one per GPU or on Ray it is quiet."""
+    monkeypatch.setattr(sweep, "gpu_slots", lambda wpg: [0] * (wpg or 0))      # one GPU
+    monkeypatch.setattr(sweep, "mps_running", lambda: False)
+    with pytest.warns(UserWarning, match=r"workers_per_gpu=4 without NVIDIA MPS.*nvidia-cuda-mps-control -d"):
+        assert sweep.sweep([], workers_per_gpu=4) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sweep.sweep([], workers_per_gpu=1)
+        sweep.sweep([], backend="ray", workers_per_gpu=4)
+        monkeypatch.setattr(sweep, "mps_running", lambda: True)
+        sweep.sweep([], workers_per_gpu=4)
 
 
 def test_on_diverge_reaches_every_job_and_rows_split_by_it():
