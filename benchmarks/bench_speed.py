@@ -65,6 +65,7 @@ S, A = 27, 8
 SETTINGS = {"fp32": {}, "fp32 + fused Adam": {"fused_adam": True}, "bf16": {"precision": "bf16"},
             "bf16 + fused Adam": {"precision": "bf16", "fused_adam": True}}
 GRAPH = "tf32 + fused Adam + CUDA graph"            # part 3's graph setting
+WORKER_SETUP_S = 600                                # part 3: how long a worker may take to warm up
 _EAGER = {"fp32": {}, "tf32": {"precision": "tf32"}, "bf16": {"precision": "bf16"},
           "tf32 + fused Adam": {"precision": "tf32", "fused_adam": True}}
 _GRAPHED = {"fp32": {}, "tf32": {"precision": "tf32"}, "bf16": {"precision": "bf16"}}   # + fused Adam + graph
@@ -256,7 +257,8 @@ def main() -> None:
     ap.add_argument("--parts", default="1,2", help="which parts to run: 1 (world model), 2 (MOMA-PPO iteration), "
                     "3 (several MOMA-PPO runs at once)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (the anchors run only on cpu)")
-    ap.add_argument("--concurrent", default="1,2,4", help="part 3: how many runs at once")
+    ap.add_argument("--concurrent", default="1,2,4", help="part 3: how many runs at once, a comma-separated list "
+                    "(default 1,2,4; include 1 for the throughput ratios)")
     ap.add_argument("--anchors-keep-memory", action="store_true",
                     help="run the anchors with glibc keeping freed memory too, as momawb's trainers do "
                          "(momawb.allocator), to tell that setting's share of the ratios apart")
@@ -265,14 +267,21 @@ def main() -> None:
     ap.add_argument("--barrier", help=argparse.SUPPRESS)
     ap.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--part3", default="fp32,graph", help="part 3's settings: fp32 (eager) and, on CUDA, graph "
-                    "(tf32 + fused Adam + CUDA graph)")
+                    "(tf32 + fused Adam + CUDA graph) (default fp32,graph; graph needs --device cuda)")
     ap.add_argument("--duration", type=float, default=20.0, help="part 3: seconds each run iterates from the "
-                    "common start")
+                    "common start (default 20; at least a few iterations: the H200 runs about 10 a second, this "
+                    "CPU one in 2-4 s)")
     args = ap.parse_args()
     if args.rounds < 1:
         ap.error(f"--rounds must be at least 1, got {args.rounds}")
     if not set(args.part3.split(",")) <= {"fp32", "graph"}:
         ap.error(f"--part3 takes fp32, graph or fp32,graph, got {args.part3!r}")
+    if "3" in args.parts.split(",") and args.part3 == "graph" and not args.device.startswith("cuda"):
+        ap.error("--part3 graph replays CUDA graphs: it needs --device cuda")
+    if not all(c.strip().isdigit() and int(c) >= 1 for c in args.concurrent.split(",")):
+        ap.error(f"--concurrent takes run counts >= 1 separated by commas, got {args.concurrent!r}")
+    if not args.duration > 0:
+        ap.error(f"--duration must be positive seconds, got {args.duration}")
     if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
         ap.error(f"--device must be cpu, cuda or cuda:<index>, got {args.device!r}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -288,7 +297,8 @@ def main() -> None:
         args.okit_src = args.moma_src = None
     anchors = Path(args.anchors)
     gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}; medians of {reps} repetitions; "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}; parts 1-2: medians of {reps} "
+          "repetitions; "
           f"momawb keeps freed memory (momawb.allocator): {'yes' if kept else 'no'}; the anchors: "
           f"{'yes' if args.anchors_keep_memory else 'no (as released)'}")
     parts = set(args.parts.split(","))
@@ -381,9 +391,15 @@ def part3(args) -> None:
                 cmd = [sys.executable, __file__, "--worker", "--device", args.device, "--worker-setting", setting,
                        "--barrier", barrier, "--duration", str(args.duration)] + (["--profile"] if k == 1 else [])
                 procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True) for _ in range(k)]
+                deadline = time.time() + WORKER_SETUP_S
                 while len(list(Path(barrier).glob("ready-*"))) < k:
                     if any(p.poll() is not None for p in procs):
                         break                          # a worker died before it was ready: reported below
+                    if time.time() > deadline:
+                        for p in procs:
+                            p.kill()
+                        raise RuntimeError(f"part 3: {k} workers were not all ready (warmed up) after "
+                                           f"{WORKER_SETUP_S} s; killed them")
                     time.sleep(0.05)
                 (Path(barrier) / "go.tmp").write_text(str(time.time() + 0.5))
                 (Path(barrier) / "go.tmp").rename(Path(barrier) / "go")
@@ -392,10 +408,16 @@ def part3(args) -> None:
                 raise RuntimeError(f"a part-3 worker failed (exit codes {[p.returncode for p in procs]})")
             runs = [json.loads(o.strip().splitlines()[-1]) for o in outs]
             rate = sum(r["iterations"] / r["seconds"] for r in runs)
-            one = one or rate
+            if k == 1:
+                one = rate
+            vs = f", {rate / one:.2f}x the throughput of one run" if one else ""
             print(f"  {k} at once ({max(1, cores // k)} threads each): median s per iteration "
                   + ", ".join(f"{r['median']:.3f}" for r in runs)
-                  + f"; {rate:.2f} iterations/s in all, {rate / one:.2f}x the throughput of one run")
+                  + f" ({', '.join(str(r['iterations']) for r in runs)} iterations); "
+                  + f"{rate:.2f} iterations/s in all{vs}")
+            if min(r["iterations"] for r in runs) < 3:
+                print(f"    fewer than 3 iterations in a run: too short to read; raise --duration (now "
+                      f"{args.duration:g} s)")
             if "kernel_s" in runs[0]:
                 r = runs[0]
                 print(f"    alone, profiled: the GPU runs {r['kernels']:.0f} kernels and copies in {r['kernel_s']:.3f} s "

@@ -28,7 +28,6 @@ from __future__ import annotations
 import importlib
 import json
 import math
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -150,20 +149,21 @@ def _probe_config(config, steps: int):
 
 
 def estimate(jobs: Sequence, backend: str = "local", workers: int | None = None, probe_steps: int = 5,
-             final_evaluations: int = 1) -> Estimate:
+             final_evaluations: int = 1, workers_per_gpu: int | None = None) -> Estimate:
     """Estimate the wall time of ``jobs`` (`momawb.sweep.Job`) run by `momawb.sweep.sweep` with
-    ``backend`` and ``workers`` (None: the sweep's default, one per core). ``final_evaluations``:
+    ``backend``, ``workers`` (None: the sweep's default, one per core) and ``workers_per_gpu``
+    (as the sweep's: the pool has one worker per GPU slot). ``final_evaluations``:
     greedy evaluations of ``job.eval_episodes`` episodes after training (2 when the notebook
     also labels the final episodes, as Reacher's conventions). See the module docstring."""
     from momawb import domains
     from momawb.jobs import _world_model_config, needs_world_model
     from momawb.sweep import _fits, _wm_key, overlapped, tasks
-    from momawb.workers import makespan, threads_per_worker
+    from momawb.workers import gpu_sharing_advice, gpu_slots, makespan, pool_size, runs_per_gpu, threads_per_worker
     from momawb.train import METHODS, method_config
 
     t_start = time.perf_counter()
-    cores = os.cpu_count() or 1
-    workers = 1 if backend == "serial" else (workers or cores)
+    slots = gpu_slots(workers_per_gpu)
+    workers = 1 if backend == "serial" else pool_size(workers, slots)
     startup = _WorkerStartup() if backend == "local" and workers > 1 and jobs else None
     threads = threads_per_worker(workers) if workers > 1 else torch.get_num_threads()
     old_threads = torch.get_num_threads()
@@ -254,11 +254,11 @@ def estimate(jobs: Sequence, backend: str = "local", workers: int | None = None,
     else:
         seconds = _pack(wm_times, workers) + _pack(durations, workers)
     seconds += startup.seconds() if startup else 0.0
-    if torch.cuda.is_available() and workers > 1:
-        from momawb.workers import mps_running
-        turns = "" if mps_running() else ("; without NVIDIA MPS running they take turns on each GPU (README "
-                                          "'Speed on a GPU'), so expect longer")
-        notes.append(f"{workers} workers share the GPU(s); the packing assumes they do not slow each other{turns}")
+    per_gpu = runs_per_gpu(min(workers, len(jobs)), slots, torch.cuda.is_available()) if backend == "local" else 0
+    if per_gpu > 1:
+        advice = gpu_sharing_advice(per_gpu)
+        notes.append(f"up to {per_gpu} runs share a GPU; the packing assumes they do not slow each other"
+                     + (f": {advice}, so expect longer" if advice else ""))
     return Estimate(seconds, workers, len(jobs), per_method, sum(wm_times), step_s,
                     time.perf_counter() - t_start, notes)
 

@@ -170,9 +170,8 @@ class Setup:
     def estimate_wall_time(self, jobs, **kw) -> None:
         """Print `momawb.estimate.estimate` of ``jobs`` on this machine (kept as ``estimate``)."""
         from momawb.estimate import estimate
-        from momawb.workers import gpu_slots
         kw.setdefault("backend", self.params.backend)
-        kw.setdefault("workers", len(gpu_slots(self.params.workers_per_gpu)) or None)   # as `run`'s sweep
+        kw.setdefault("workers_per_gpu", self.params.workers_per_gpu)   # as `run`'s sweep
         self.estimate = estimate(jobs, **kw)
         print(self.estimate)
 

@@ -17,17 +17,17 @@ The rows go to a notebook's ``results.json`` through `momawb.results`.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from concurrent.futures import as_completed
 from typing import Any, Callable, Iterable, Sequence
 
+import torch
 from tqdm.auto import tqdm
 
 from momawb.jobs import (CENTRALIZED, Job, _fit_config, fit_world_model_job, generator_overrides, grid,
                          needs_world_model, observation_grid, prepare_dataset_job, run_job, trained_team)
-from momawb.workers import (Task, call_with_threads, gpu_slots, mps_running, process_pool, ray_resources, run_on_ray, run_tasks,
-                            threads_per_worker)
+from momawb.workers import (Task, call_with_threads, gpu_sharing_advice, gpu_slots, pool_size, process_pool,
+                            ray_resources, run_on_ray, run_tasks, runs_per_gpu, threads_per_worker)
 
 __all__ = ["Job", "grid", "observation_grid", "run_job", "trained_team", "fit_world_model_job", "sweep", "tasks",
            "overlapped", "gpu_slots", "ray_resources", "process_pool", "CENTRALIZED"]
@@ -82,13 +82,14 @@ def sweep(jobs: Sequence[Job], backend: str = "local", workers: int | None = Non
     Ray run world models, then jobs.
 
     ``workers_per_gpu`` places that many jobs on each visible GPU at once (a MOMA-PPO run keeps
-    an H200 busy 42-57 % of the time with CUDA graphs, less without): the local pool gets
+    an H200 busy 42-58 % of the time with CUDA graphs, less without): the local pool gets
     ``n_gpus * workers_per_gpu`` workers, each pinned to one GPU through ``CUDA_VISIBLE_DEVICES``;
     on Ray each task asks for ``num_gpus = 1 / workers_per_gpu``. Ignored where CUDA is not
-    available. Processes on one GPU take turns unless NVIDIA's MPS daemon runs
-    (`workers.mps_running`; measured with graphs, README "Speed on a GPU": at most about 2x the
-    throughput of one run without it, 5.1x at 8 per H200 with it), so a local sweep with more
-    than one per GPU and no MPS warns.
+    available; without ``workers_per_gpu`` every local worker uses the default GPU. Processes on
+    one GPU take turns unless NVIDIA's MPS daemon runs (`workers.mps_running`; measured with
+    graphs, README "Speed on a GPU": without it at most about 2x the throughput of one run, 1.6-2.1x
+    already at two; with it 5.05x at 8 per H200), so a local sweep that puts more than two runs
+    on a GPU without MPS warns (`workers.gpu_sharing_advice`).
 
     On the overlapped local schedule (`overlapped`) a job that fails stops no other (their runs
     and rows are saved) and its error is raised at the end; in the phases (serial, Ray, one
@@ -99,14 +100,8 @@ def sweep(jobs: Sequence[Job], backend: str = "local", workers: int | None = Non
         raise ValueError(f"workers_per_gpu must be >= 1, got {workers_per_gpu}")
     jobs = list(jobs)
     slots = gpu_slots(workers_per_gpu)
-    if slots and workers_per_gpu > 1 and backend == "local" and not mps_running():
-        warnings.warn(f"workers_per_gpu={workers_per_gpu} without NVIDIA MPS: the runs on a GPU take turns on it (CUDA-"
-                      "graph MOMA-PPO runs on an H200: at most about 2x the throughput of one run). Start the "
-                      "MPS daemon first (`nvidia-cuda-mps-control -d`; 5.1x at 8 per GPU), or use "
-                      "workers_per_gpu=2 (README 'Speed on a GPU')", stacklevel=2)
-    workers = workers or len(slots) or max(1, os.cpu_count() or 1)
-    if slots:
-        workers = min(workers, len(slots))   # the pool has one process per GPU slot
+    workers = pool_size(workers, slots)
+    _warn_if_gpus_shared(backend, min(workers, len(jobs)), slots)
     rows: list[dict | None] = [None] * len(jobs)
     order = tasks(jobs)
     wm_jobs = [t.job for t in _fits(order)]
@@ -128,6 +123,13 @@ def sweep(jobs: Sequence[Job], backend: str = "local", workers: int | None = Non
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     return [r for r in rows if r is not None]
+
+
+def _warn_if_gpus_shared(backend: str, runs: int, slots: Sequence[int]) -> None:
+    """Warn when a local pool puts more runs on a GPU than it serves without MPS
+    (`workers.gpu_sharing_advice`); ``runs`` at most at once, ``slots`` from `gpu_slots`."""
+    if backend == "local" and (advice := gpu_sharing_advice(runs_per_gpu(runs, slots, torch.cuda.is_available()))):
+        warnings.warn(advice, stacklevel=3)
 
 
 def overlapped(order: Sequence[Task], backend: str, workers: int) -> bool:

@@ -10,13 +10,14 @@ import heapq
 import os
 import threading
 import time
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any, Callable, Hashable, Sequence
 
-__all__ = ["Task", "run_tasks", "makespan", "threads_per_worker", "gpu_slots", "mps_running", "process_pool",
-           "ray_resources", "run_on_ray", "call_with_threads"]
+__all__ = ["Task", "run_tasks", "makespan", "threads_per_worker", "gpu_slots", "mps_running", "pool_size",
+           "runs_per_gpu", "gpu_sharing_advice", "process_pool", "ray_resources", "run_on_ray", "call_with_threads"]
 
 
 @dataclass(frozen=True)
@@ -130,10 +131,41 @@ def gpu_slots(workers_per_gpu: int | None, n_gpus: int | None = None) -> list[in
 
 def mps_running() -> bool:
     """Whether NVIDIA's MPS control daemon is listening on this machine: its control pipe exists in
-    ``$CUDA_MPS_PIPE_DIRECTORY`` (default ``/tmp/nvidia-mps``, NVIDIA's MPS documentation). Under
-    MPS the kernels of several processes on one GPU run side by side; without it the processes
-    take turns (README "Speed on a GPU")."""
+    ``$CUDA_MPS_PIPE_DIRECTORY`` (default ``/tmp/nvidia-mps``, NVIDIA's MPS documentation; a pipe
+    left by a killed daemon reads as running). Under MPS the kernels of several processes on one
+    GPU run side by side; without it the processes take turns (README "Speed on a GPU")."""
     return os.path.exists(os.path.join(os.environ.get("CUDA_MPS_PIPE_DIRECTORY") or "/tmp/nvidia-mps", "control"))
+
+
+def pool_size(workers: int | None, slots: Sequence[int]) -> int:
+    """The local pool's processes: ``workers`` (None: one per `gpu_slots` slot, or one per core),
+    at most one per slot."""
+    n = workers or len(slots) or max(1, os.cpu_count() or 1)
+    return min(n, len(slots)) if slots else n
+
+
+def runs_per_gpu(workers: int, slots: Sequence[int], cuda: bool) -> int:
+    """The most of ``workers`` local workers that one GPU gets: from the `gpu_slots` the pool hands
+    out (the first ``workers``), or, without slots, all of them on the default GPU where ``cuda``
+    (0 without CUDA)."""
+    if slots:
+        return max(Counter(slots[:workers]).values())
+    return workers if cuda else 0
+
+
+TURNS_WITHOUT_MPS = 2   # runs on one GPU beyond which MPS is needed (README "Speed on a GPU")
+
+
+def gpu_sharing_advice(per_gpu: int) -> str | None:
+    """What to tell a user who puts ``per_gpu`` runs on one GPU: None for at most
+    ``TURNS_WITHOUT_MPS`` or with MPS running, else why and what to do (measured on an H200)."""
+    if per_gpu <= TURNS_WITHOUT_MPS or mps_running():
+        return None
+    return (f"{per_gpu} runs on one GPU without NVIDIA MPS take turns on it (CUDA-graph MOMA-PPO runs on an H200: "
+            f"at most about 2x the throughput of one run, most of it already with {TURNS_WITHOUT_MPS}). Start the MPS "
+            "daemon "
+            "first (`nvidia-cuda-mps-control -d`; 5.05x at 8 per GPU), or use workers_per_gpu="
+            f"{TURNS_WITHOUT_MPS} (README 'Speed on a GPU')")
 
 
 def _worker_init(parent: int, queue=None) -> None:

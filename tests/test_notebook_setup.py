@@ -12,7 +12,8 @@ from momawb import notebook, results, sweep
 from momawb.train import method_config
 
 GAME = {"preset": "ci", "datasets": ["favorable", "neutral", "unfavorable"], "methods": ["iql", "maiql", "ibc", "moma_ppo"],
-        "seeds": 10, "backend": "local", "ray_address": None, "workers_per_gpu": None, "live": None, "eval_episodes": 100}
+        "seeds": 10, "backend": "local", "ray_address": None, "workers_per_gpu": None, "live": None,
+        "eval_episodes": 100}
 REACHER = {"preset": "ci", "observation": ["fo", "independent", "leader"], "methods": ["iql", "ibc", "moma_ppo"],
            "seeds": None, "po_memory": None, "backend": "local", "ray_address": None, "workers_per_gpu": None,
            "live": None, "eval_episodes": 100}
@@ -46,26 +47,24 @@ def test_preset_file_sections_and_notebook_defaults():
 
 
 def test_workers_per_gpu_reaches_the_sweep_and_the_estimate(monkeypatch):
-    """``-p workers_per_gpu 8`` (README "Speed on a GPU"): the notebook's sweep gets it, and its
-    wall-time estimate packs the jobs on as many workers as the sweep will have."""
+    """``-p workers_per_gpu 8`` (README "Speed on a GPU"): the notebook's sweep gets it, and so
+    does its wall-time estimate, which packs the jobs on as many workers as the sweep will have."""
     import momawb.estimate
     import momawb.sweep
-    import momawb.workers
     seen = {}
     monkeypatch.setattr(momawb.sweep, "sweep", lambda jobs, **kw: seen.setdefault("sweep", kw) and [])
     monkeypatch.setattr(momawb.estimate, "estimate", lambda jobs, **kw: seen.setdefault("estimate", kw))
-    monkeypatch.setattr(momawb.workers, "gpu_slots", lambda wpg: [0] * (wpg or 0))   # one GPU
     nb = setup("coordination_game", {**GAME, "workers_per_gpu": 8})
     nb.estimate_wall_time([])
     nb.estimate = None
     nb.run([])
-    assert seen["sweep"]["workers_per_gpu"] == 8 and seen["estimate"]["workers"] == 8
+    assert seen["sweep"]["workers_per_gpu"] == 8 and seen["estimate"]["workers_per_gpu"] == 8
     seen.clear()
     nb = setup("coordination_game", GAME)
     nb.estimate_wall_time([])
     nb.estimate = None
     nb.run([])
-    assert seen["sweep"]["workers_per_gpu"] is None and seen["estimate"]["workers"] is None   # one per core
+    assert seen["sweep"]["workers_per_gpu"] is None and seen["estimate"]["workers_per_gpu"] is None
     with pytest.raises(cfg.ConfigError, match="workers_per_gpu"):
         setup("coordination_game", {**GAME, "workers_per_gpu": 0})
 

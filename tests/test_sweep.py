@@ -150,19 +150,30 @@ def test_mps_running_reads_the_control_pipe(tmp_path, monkeypatch):
     assert workers.mps_running()
 
 
-def test_several_runs_per_gpu_without_mps_warn(monkeypatch):
-    """Without MPS the runs on one GPU take turns (README "Speed on a GPU"): a local sweep with
-    more than one per GPU says so and what to do; with MPS, one per GPU or on Ray it is quiet."""
-    monkeypatch.setattr(sweep, "gpu_slots", lambda wpg: [0] * (wpg or 0))      # one GPU
-    monkeypatch.setattr(sweep, "mps_running", lambda: False)
-    with pytest.warns(UserWarning, match=r"workers_per_gpu=4 without NVIDIA MPS.*nvidia-cuda-mps-control -d"):
-        assert sweep.sweep([], workers_per_gpu=4) == []
+def test_more_than_two_runs_per_gpu_without_mps_warn(monkeypatch):
+    """Without MPS the runs on one GPU take turns (README "Speed on a GPU"): a local sweep that
+    puts more than two on one GPU says so and what to do; two, MPS, Ray or no GPU are quiet."""
+    monkeypatch.setattr(workers, "mps_running", lambda: False)
+    monkeypatch.setattr(sweep.torch.cuda, "is_available", lambda: True)
+    assert workers.pool_size(None, [0, 0, 1, 1]) == 4 and workers.pool_size(3, [0, 0, 1, 1]) == 3
+    assert workers.runs_per_gpu(3, [0, 0, 0, 1, 1, 1], True) == 3 and workers.runs_per_gpu(4, [0, 1] * 4, True) == 2
+    assert workers.runs_per_gpu(16, [], True) == 16 and workers.runs_per_gpu(16, [], False) == 0   # one default GPU
+    with pytest.warns(UserWarning, match=r"4 runs on one GPU without NVIDIA MPS.*nvidia-cuda-mps-control -d.*"
+                                         r"workers_per_gpu=2"):
+        sweep._warn_if_gpus_shared("local", 8, workers.gpu_slots(4, n_gpus=2))
+    with pytest.warns(UserWarning, match="16 runs on one GPU"):     # no workers_per_gpu: all on the default GPU
+        sweep._warn_if_gpus_shared("local", 16, [])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        sweep.sweep([], workers_per_gpu=1)
-        sweep.sweep([], backend="ray", workers_per_gpu=4)
-        monkeypatch.setattr(sweep, "mps_running", lambda: True)
-        sweep.sweep([], workers_per_gpu=4)
+        sweep._warn_if_gpus_shared("local", 8, workers.gpu_slots(2, n_gpus=4))
+        sweep._warn_if_gpus_shared("local", 2, workers.gpu_slots(8, n_gpus=1))   # two jobs: two at once
+        sweep._warn_if_gpus_shared("ray", 8, workers.gpu_slots(8, n_gpus=1))
+        sweep.sweep([], workers_per_gpu=8)                                      # nothing to run
+        monkeypatch.setattr(workers, "mps_running", lambda: True)
+        sweep._warn_if_gpus_shared("local", 8, workers.gpu_slots(8, n_gpus=1))
+        monkeypatch.setattr(workers, "mps_running", lambda: False)
+        monkeypatch.setattr(sweep.torch.cuda, "is_available", lambda: False)
+        sweep._warn_if_gpus_shared("local", 16, [])
 
 
 def test_on_diverge_reaches_every_job_and_rows_split_by_it():
