@@ -149,7 +149,7 @@ def runs_per_gpu(workers: int, slots: Sequence[int], cuda: bool) -> int:
     out (the first ``workers``), or, without slots, all of them on the default GPU where ``cuda``
     (0 without CUDA)."""
     if slots:
-        return max(Counter(slots[:workers]).values())
+        return max(Counter(slots[:workers]).values(), default=0)
     return workers if cuda else 0
 
 

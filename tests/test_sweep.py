@@ -158,6 +158,7 @@ def test_more_than_two_runs_per_gpu_without_mps_warn(monkeypatch):
     assert workers.pool_size(None, [0, 0, 1, 1]) == 4 and workers.pool_size(3, [0, 0, 1, 1]) == 3
     assert workers.runs_per_gpu(3, [0, 0, 0, 1, 1, 1], True) == 3 and workers.runs_per_gpu(4, [0, 1] * 4, True) == 2
     assert workers.runs_per_gpu(16, [], True) == 16 and workers.runs_per_gpu(16, [], False) == 0   # one default GPU
+    assert workers.runs_per_gpu(0, [0, 0], True) == 0                                              # no jobs
     with pytest.warns(UserWarning, match=r"4 runs on one GPU without NVIDIA MPS.*nvidia-cuda-mps-control -d.*"
                                          r"workers_per_gpu=2"):
         sweep._warn_if_gpus_shared("local", 8, workers.gpu_slots(4, n_gpus=2))
