@@ -130,7 +130,7 @@ def choose_medium(config: AntDatasetConfig, stats: dict[int, dict]) -> int:
     target = config.medium_return_frac * expert["return"]
     frac = config.medium_min_speed_frac     # 0: no speed requirement (a snapshot that drifts back counts too)
     walking = [s for s in stats if 0 < s < final and (frac == 0 or stats[s]["speed"] >= frac * expert["speed"])]
-    if not walking or (config.medium_min_speed_frac > 0 and expert["speed"] <= 0):
+    if not walking or (frac > 0 and expert["speed"] <= 0):
         table = ", ".join(f"{s}: return {v['return']:.0f} speed {v['speed']:.2f}" for s, v in sorted(stats.items()))
         what = (f"walks forward at >= {frac:.2f} of the expert's speed" if frac > 0 else
                 "lies between the first and the final one")
